@@ -1,0 +1,9 @@
+"""i2lmesh: I2L-MeshNet (Moon & Lee, ECCV 2020), 3D human body and hand mesh from one RGB image."""
+from .config import PRESETS, ModelConfig, get_preset
+from .nets.factory import CheckpointError, build_network, load_network, save_network
+from .nets.i2l import I2LMeshNet, I2LOutput
+
+__version__ = "0.1.0"
+
+__all__ = ["ModelConfig", "PRESETS", "get_preset", "build_network", "load_network", "save_network",
+           "CheckpointError", "I2LMeshNet", "I2LOutput", "__version__"]

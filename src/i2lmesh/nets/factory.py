@@ -1,0 +1,92 @@
+"""Build a network from a config (and a body model), save it, and load it back with one clear error on bad files.
+
+File format (a ``torch.save`` dict): ``{"format": "i2lmesh", "version": 1, "model_config": {...},
+"topology": {...}, "model": state_dict}``. Training checkpoints add optimizer state etc. around the same keys,
+so ``load_network`` reads both.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..bodymodels import BodyModel, create_body_model
+from ..config import ModelConfig
+from .i2l import I2LMeshNet
+
+FORMAT_NAME = "i2lmesh"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or not an i2lmesh network; the message names the file."""
+
+
+def build_network(config: ModelConfig, body_model: BodyModel | None = None) -> I2LMeshNet:
+    """The network for ``config``; J, V, kind, faces and the joint regressor come from the body model.
+
+    Without a body model one is created from ``config.body_model`` / ``config.kind`` / ``config.mesh``.
+    """
+    if body_model is None:
+        kwargs = {"mesh": config.mesh} if (config.body_model == "anny" and config.kind == "body") else {}
+        body_model = create_body_model(config.body_model, config.kind, **kwargs)
+    config = config.override(num_joints=body_model.num_joints, num_vertices=body_model.num_vertices,
+                             kind=body_model.kind)
+    net = I2LMeshNet(config, body_model.joint_regressor.cpu(), body_model.faces.cpu())
+    net.topology = body_model.topology_info()
+    return net
+
+
+def network_state(net: I2LMeshNet) -> dict[str, Any]:
+    """What a file needs to rebuild ``net`` exactly (training checkpoints embed this dict's keys)."""
+    return {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model_config": net.config.to_dict(),
+            "topology": getattr(net, "topology", {}), "model": net.state_dict()}
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_network(net: I2LMeshNet, path: str | os.PathLike) -> None:
+    atomic_torch_save(network_state(net), path)
+
+
+def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[I2LMeshNet, ModelConfig]:
+    """Load an i2lmesh network file or training checkpoint; returns (network in eval mode, its config)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # corrupt / truncated / not a torch file
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        hint = (" (looks like an original I2L-MeshNet snapshot: convert it with `i2lmesh convert-official`)"
+                if isinstance(data, dict) and "network" in data else "")
+        raise CheckpointError(f"{path}: not an i2lmesh checkpoint{hint}")
+    if data.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {data['version']} is newer than this i2lmesh "
+                              f"supports ({FORMAT_VERSION}); upgrade i2lmesh")
+    try:
+        config = ModelConfig.from_dict(data["model_config"])
+        state = data["model"]
+        net = I2LMeshNet(config, state["joint_regressor"], state["faces"])
+        net.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, RuntimeError, AssertionError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: checkpoint does not match its network config ({first})") from None
+    net.topology = data.get("topology", {})
+    return net.to(device).eval(), config

@@ -1,0 +1,132 @@
+"""I2L-MeshNet: PoseNet -> 3D Gaussian of the joints -> Pose2Feat -> MeshNet, joints = J x mesh.
+
+Reads top to bottom like the paper's Fig. 2. All outputs are in heatmap bins (x, y in 0..input/4-1 of the
+crop, z in 0..D-1 around the root joint); decoding to camera space lives in ``i2lmesh.geometry``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .backbone import ResNetBackbone
+from .lixel import LixelHead
+from .pose2feat import Pose2Feat
+
+
+@dataclass
+class I2LOutput:
+    """Network outputs, all in heatmap bins (B = batch, J = joints, V = vertices).
+
+    joints_hm (B,J,3): PoseNet joints.  joints_spread (B,J,3): std of PoseNet's x/y/z heatmaps.
+    vertices_hm (B,V,3): MeshNet vertices.  vertices_spread (B,V,3): std of MeshNet's heatmaps.
+    mesh_joints_hm (B,J,3): J x vertices_hm, the final pose (paper eq. 7).
+    param_rotations (B,R,3,3) and param_shape (B,S): the parameter regressor's output, when present.
+    """
+
+    joints_hm: torch.Tensor
+    joints_spread: torch.Tensor
+    vertices_hm: torch.Tensor
+    vertices_spread: torch.Tensor
+    mesh_joints_hm: torch.Tensor
+    param_rotations: torch.Tensor | None = None
+    param_shape: torch.Tensor | None = None
+
+
+def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
+    """6D rotation (Zhou et al., CVPR 2019) (..., 6) -> (..., 3, 3).
+
+    The 6 numbers are read row-major as a 3x2 matrix (columns a1 = x[0,2,4], a2 = x[1,3,5]) as in the
+    reference; Gram-Schmidt gives the first two columns of R, their cross product the third.
+    """
+    m = x.reshape(*x.shape[:-1], 3, 2)
+    b1 = nn.functional.normalize(m[..., 0], dim=-1)
+    a2 = m[..., 1]
+    b2 = nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.linalg.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-1)
+
+
+class ParamRegressor(nn.Module):
+    """Body-model parameters from the (detached) mesh joints in heatmap bins ("+ SMPL regress" of the paper).
+
+    Linear(3J,1024)-BN-ReLU-Linear(1024,512)-BN-ReLU, then 6D rotations per bone and shape values.
+    """
+
+    def __init__(self, num_joints: int, num_rotations: int, shape_dim: int) -> None:
+        super().__init__()
+        self.num_rotations = num_rotations
+        self.fc = nn.Sequential(nn.Linear(3 * num_joints, 1024), nn.BatchNorm1d(1024), nn.ReLU(inplace=True),
+                                nn.Linear(1024, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True))
+        self.fc_pose = nn.Linear(512, num_rotations * 6)
+        self.fc_shape = nn.Linear(512, shape_dim)
+
+    def forward(self, joints_hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feat = self.fc(joints_hm.flatten(1))
+        rotations = rot6d_to_matrix(self.fc_pose(feat).view(-1, self.num_rotations, 6))
+        return rotations, self.fc_shape(feat)
+
+
+class I2LMeshNet(nn.Module):
+    """The image-to-lixel network.
+
+    ``joint_regressor`` (J,V) and ``faces`` (F,3) are persistent buffers, so a checkpoint alone decodes
+    and trains without the body-model files. Input: RGB in [0, 1], (B,3,S,S) with S = config.input_size;
+    the checkpoint's preprocessing (mean/std) is applied inside.
+    """
+
+    def __init__(self, config: ModelConfig, joint_regressor: torch.Tensor, faces: torch.Tensor) -> None:
+        super().__init__()
+        assert joint_regressor.shape == (config.num_joints, config.num_vertices), (
+            f"joint_regressor must be (J, V) = ({config.num_joints}, {config.num_vertices}), "
+            f"got {tuple(joint_regressor.shape)}")
+        self.config = config
+        self.topology: dict = {}  # body-model metadata (joint names, flip pairs, ...) saved with checkpoints
+        cfg = config
+        self.pose_backbone = ResNetBackbone(cfg.backbone_depth, with_stem=True)
+        self.pose_net = LixelHead(cfg.backbone_channels, cfg.num_joints, cfg.depth_bins, cfg.deconv_channels)
+        self.pose2feat = Pose2Feat(64, cfg.num_joints, cfg.depth_bins, cfg.sigma_bins, mode=cfg.pose2feat)
+        self.mesh_backbone = ResNetBackbone(cfg.backbone_depth, with_stem=False)
+        self.mesh_net = LixelHead(cfg.backbone_channels, cfg.num_vertices, cfg.depth_bins, cfg.deconv_channels)
+        self.param_regressor = (ParamRegressor(cfg.num_joints, cfg.param_num_rotations, cfg.param_shape_dim)
+                                if cfg.param_regressor else None)
+        self.register_buffer("joint_regressor", torch.as_tensor(joint_regressor, dtype=torch.float32))
+        self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long))
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
+        self.reset_head_parameters()
+
+    def reset_head_parameters(self) -> None:
+        """The reference's initialisation of everything but the backbones (official_spec.md 1.7).
+
+        Deconv/Conv2d ~ N(0, 0.001), Linear ~ N(0, 0.01), BN2d (1, 0); Conv1d/BN1d keep PyTorch defaults.
+        """
+        heads = [self.pose_net, self.pose2feat, self.mesh_net] + ([self.param_regressor] if self.param_regressor
+                                                                   else [])
+        for head in heads:
+            for m in head.modules():
+                if isinstance(m, (nn.ConvTranspose2d, nn.Conv2d)):
+                    nn.init.normal_(m.weight, std=0.001)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+                elif isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=0.01)
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, images: torch.Tensor) -> I2LOutput:
+        x = (images - self.pixel_mean) / self.pixel_std
+        early_feat, pose_feat = self.pose_backbone(x)
+        pose = self.pose_net(pose_feat)
+        mesh_input = self.pose2feat(early_feat, pose.coords)
+        _, mesh_feat = self.mesh_backbone(mesh_input)
+        mesh = self.mesh_net(mesh_feat)
+        mesh_joints = torch.matmul(self.joint_regressor, mesh.coords)
+        rotations = shape = None
+        if self.param_regressor is not None:
+            rotations, shape = self.param_regressor(mesh_joints.detach())
+        return I2LOutput(pose.coords, pose.spreads, mesh.coords, mesh.spreads, mesh_joints, rotations, shape)
