@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import copyreg
+import importlib
 import io
 import os
 import pickle
@@ -127,9 +128,9 @@ def _numpy_global(module: str, name: str) -> Any:
         return np.ndarray.__reduce__(np.zeros(1))[0]
     if name == "scalar":
         return np.float64(0).__reduce__()[0]
-    if name == "_frombuffer":
-        from numpy.lib.format import _frombuffer  # noqa: F401 - kept private in numpy; fall through if absent
-        return _frombuffer
+    if name == "_frombuffer":  # protocol-5 pickles; private, in numpy._core (2.x) or numpy.core (1.x)
+        numeric = importlib.import_module("numpy._core.numeric" if hasattr(np, "_core") else "numpy.core.numeric")
+        return numeric._frombuffer
     if module == "numpy" and name in ("ndarray", "dtype"):
         return getattr(np, name)
     if module in ("numpy", "numpy.dtypes") and name.endswith("DType"):
