@@ -107,7 +107,7 @@ def smpl_29_regressor(j_regressor_24: np.ndarray) -> np.ndarray:
 
 
 def mano_21_regressor(j_regressor_16: np.ndarray) -> np.ndarray:
-    """(21, 778): MANO's 16 joint rows plus fingertip one-hots, reordered wrist, thumb..pinky (reference ``mano.py``)."""
+    """(21, 778): MANO's 16 joint rows plus fingertip one-hots, reordered wrist, thumb..pinky (ref. ``mano.py``)."""
     j_regressor_16 = np.asarray(j_regressor_16, dtype=np.float32)
     tips = _one_hot_rows(list(MANO_FINGERTIP_VERTICES.values()), j_regressor_16.shape[1])
     return np.concatenate([j_regressor_16, tips], 0)[list(MANO_21_ORDER)]
@@ -155,11 +155,12 @@ class _SkinnedModel(BodyModel):
         else:
             assert pose.shape[1] == k, f"rotation-matrix pose should be (B, {k}, 3, 3)."
         batch = pose.shape[0]
-        betas = torch.zeros(batch, self.num_betas, dtype=pose.dtype, device=pose.device)
-        if shape is not None:
+        if shape is None:
+            betas = pose.new_zeros(batch, self.num_betas)
+        else:
             assert shape.ndim == 2 and shape.shape[0] == batch and shape.shape[1] <= self.num_betas, \
                 f"shape should be (B, <= {self.num_betas}) betas."
-            betas[:, :shape.shape[1]] = shape.to(pose.dtype)
+            betas = torch.nn.functional.pad(shape.to(pose.dtype), (0, self.num_betas - shape.shape[1]))
         vertices, _ = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs, self.kinematic_regressor,
                           self.parents, self.lbs_weights, pose2rot=pose2rot)
         if trans is not None:
