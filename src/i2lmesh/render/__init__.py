@@ -25,11 +25,11 @@ import os
 import numpy as np
 
 from .common import (DEFAULT_AMBIENT, DEFAULT_COLOR, DEFAULT_FAR_M, DEFAULT_LIGHT_DIR, DEFAULT_NEAR_M, RenderResult,
-                     project_points, shade_triangles)
+                     icosphere, project_points, shade_triangles)
 from .gl import GLUnavailableError
 
-__all__ = ["render_mesh", "overlay", "RenderResult", "GLUnavailableError", "project_points", "DEFAULT_LIGHT_DIR",
-           "DEFAULT_AMBIENT", "DEFAULT_COLOR"]
+__all__ = ["render_mesh", "overlay", "RenderResult", "GLUnavailableError", "project_points", "icosphere",
+           "DEFAULT_LIGHT_DIR", "DEFAULT_AMBIENT", "DEFAULT_COLOR"]
 
 logger = logging.getLogger(__name__)
 _fallback_logged_pid: int | None = None

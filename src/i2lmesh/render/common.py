@@ -210,3 +210,33 @@ def empty_result(image_size, backend: str) -> RenderResult:
     H, W = image_size
     return RenderResult(color=np.zeros((H, W, 3), np.float32), depth_m=np.zeros((H, W), np.float32),
                         mask=np.zeros((H, W), bool), backend=backend)
+
+
+def icosphere(subdivisions: int = 3, radius_m: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A sphere mesh (closed, convex, outward right-handed winding) for tests, benchmarks and debugging.
+
+    Starts from the regular icosahedron (12 vertices, 20 faces) and splits every triangle into 4, pushing new
+    vertices onto the sphere: V = 10 * 4^s + 2, F = 20 * 4^s (s = 5 gives 10,242 vertices, 20,480 faces).
+
+    Returns:
+        vertices (Vx3 float64, metres, centred at the origin), faces (Fx3 int64).
+    """
+    t = (1.0 + math.sqrt(5.0)) / 2.0
+    vertices = np.array([[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t],
+                         [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], dtype=np.float64)
+    faces = np.array([[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4],
+                      [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
+                      [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]], dtype=np.int64)
+    vertices /= np.linalg.norm(vertices, axis=1, keepdims=True)
+    for _ in range(subdivisions):
+        # One new vertex per undirected edge: edges (a, b) of every face, deduplicated.
+        edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        unique_edges, edge_index = np.unique(np.sort(edges, axis=1), axis=0, return_inverse=True)
+        midpoints = vertices[unique_edges].mean(axis=1)
+        midpoints /= np.linalg.norm(midpoints, axis=1, keepdims=True)
+        m = edge_index.reshape(3, -1) + len(vertices)  # midpoints of edges 01, 12, 20 of each face
+        a, b, c = faces.T
+        faces = np.concatenate([np.stack([a, m[0], m[2]], 1), np.stack([b, m[1], m[0]], 1),
+                                np.stack([c, m[2], m[1]], 1), np.stack([m[0], m[1], m[2]], 1)])
+        vertices = np.concatenate([vertices, midpoints])
+    return vertices * radius_m, faces
