@@ -267,6 +267,21 @@ def test_spawned_child_uses_gl():
     assert used == "gl"
 
 
+@requires_gl
+def test_gl_renders_correctly_from_another_thread():
+    import threading
+
+    vertices, faces = sphere_scene(3)
+    in_main = render_mesh(vertices, faces, SPHERE_K, SPHERE_SIZE, backend="gl")
+    results = []
+    thread = threading.Thread(
+        target=lambda: results.append(render_mesh(vertices, faces, SPHERE_K, SPHERE_SIZE, backend="gl")))
+    thread.start()
+    thread.join(timeout=60)
+    np.testing.assert_array_equal(results[0].mask, in_main.mask)
+    np.testing.assert_array_equal(results[0].color, in_main.color)
+
+
 def test_result_type():
     result = render_mesh(quad(2.5, 3.5, 10.5, 7.5, 2.0), QUAD_FACES, K, SIZE, backend="numba")
     assert isinstance(result, RenderResult)

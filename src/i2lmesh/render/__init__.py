@@ -99,9 +99,11 @@ def overlay(image, result: RenderResult, alpha: float = 0.8) -> np.ndarray:
         f"image is {image.shape[:2]} but the render is {result.mask.shape}; render with image_size=image.shape[:2]."
     assert 0.0 <= alpha <= 1.0, f"alpha should be in [0, 1], got {alpha}."
     is_uint8 = image.dtype == np.uint8
+    assert is_uint8 or np.issubdtype(image.dtype, np.floating), \
+        f"image should be uint8 (0..255) or float ([0, 1]), got dtype {image.dtype}."
     photo = image.astype(np.float32) / 255.0 if is_uint8 else image.astype(np.float32)
     weight = (alpha * result.mask.astype(np.float32))[..., None]
     out = (1.0 - weight) * photo + weight * result.color
     if is_uint8:
         return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
-    return out.astype(image.dtype) if np.issubdtype(image.dtype, np.floating) else out
+    return out.astype(image.dtype)

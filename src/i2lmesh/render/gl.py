@@ -9,11 +9,13 @@ Processes and fork: one context per process, created lazily on the first GL rend
 forked child that creates an EGL context when its parent already had one (measured with moderngl 5.13 / Mesa 22.3,
 even after releasing the parent's context). So a process that inherited a context through fork refuses GL
 (:class:`GLUnavailableError`; ``backend="auto"`` then falls back to numba). To use GL in workers, do not render with
-GL in the parent before forking, or start workers with the "spawn" method.
+GL in the parent before forking, or start workers with the "spawn" method. Threads share the process's context,
+one render at a time.
 """
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -78,6 +80,7 @@ class _GLRenderer:
         self.framebuffers = {}
         self.triangles = moderngl.TRIANGLES
         self.depth_test = moderngl.DEPTH_TEST
+        self.lock = threading.Lock()
 
     def framebuffer(self, H: int, W: int):
         fbo = self.framebuffers.get((H, W))
@@ -91,6 +94,12 @@ class _GLRenderer:
         return fbo
 
     def draw(self, soup: TriangleSoup, K, image_size, near_m: float, far_m: float) -> RenderResult:
+        # An EGL context is current in one thread at a time: serialise, and make it current in the calling thread
+        # (without this, a render from another thread silently returns the wrong pixels).
+        with self.lock, self.ctx:
+            return self._draw(soup, K, image_size, near_m, far_m)
+
+    def _draw(self, soup: TriangleSoup, K, image_size, near_m: float, far_m: float) -> RenderResult:
         H, W = int(image_size[0]), int(image_size[1])
         fbo = self.framebuffer(H, W)
         fbo.use()
