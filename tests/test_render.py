@@ -79,6 +79,23 @@ def test_right_triangle_covers_pixels_below_its_hypotenuse(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("flip_winding", [False, True])
+def test_pixel_centres_on_edges_follow_the_top_left_rule(backend, flip_winding):
+    # Corners on pixel centres (2, 2), (7, 2), (2, 7): the top edge (v = 2) and the left edge (u = 2) keep their
+    # pixels, the hypotenuse u + v = 9 (a right edge) does not. Two triangles sharing it then tile the square
+    # with no pixel left out. Powers of two in K and z keep the projection exact, so the ties really are ties.
+    K_exact = np.array([[64.0, 0.0, 16.0], [0.0, 64.0, 12.0], [0.0, 0.0, 1.0]])
+    lower = np.array([[0, 1, 2]])
+    vertices = unproject([[2.0, 2.0], [7.0, 2.0], [2.0, 7.0], [7.0, 7.0]], 2.0, K_exact)
+    faces = np.array([[0, 1, 2]]) if not flip_winding else np.array([[0, 2, 1]])
+    result = render_mesh(vertices, faces, K_exact, SIZE, backend=backend)
+    v, u = np.mgrid[0:SIZE[0], 0:SIZE[1]]
+    np.testing.assert_array_equal(result.mask, (u >= 2) & (v >= 2) & (u + v < 9))
+    square = render_mesh(vertices, np.concatenate([lower, [[1, 3, 2]]]), K_exact, SIZE, backend=backend)
+    np.testing.assert_array_equal(square.mask, (u >= 2) & (v >= 2) & (u < 7) & (v < 7))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_depth_is_the_plane_depth(backend):
     # Plane z = a + b x, tilted about the y axis. Along the ray of pixel (u, v), x = z (u - cx) / fx, so
     # z = a / (1 - b (u - cx) / fx): not affine in u, so interpolating z instead of 1/z would fail.

@@ -1,8 +1,9 @@
 """Software z-buffer rasteriser (numba), the renderer that needs no GL at all.
 
 It draws a :class:`~i2lmesh.render.common.TriangleSoup` with the same conventions as the GL path:
-- a pixel is drawn when its centre (integer u, v) lies inside the projected triangle (edges included; GL's
-  top-left tie rule is not reproduced, so pixels whose centre lies exactly on an edge may differ);
+- a pixel is drawn when its centre (integer u, v) lies inside the projected triangle; a centre exactly on an edge
+  follows the top-left rule (kept for left edges and for horizontal edges above the triangle, image v down), which
+  is what Mesa's GL rasteriser does with our projection, so shared edges are drawn once;
 - triangles are clipped against the near plane z = near_m in the camera frame (0, 1 or 2 triangles come out),
   and fragments farther than far_m are dropped, like GL's clip volume;
 - depth and colour are interpolated perspective-correctly: screen-space barycentrics weighted by 1/z
@@ -42,31 +43,37 @@ def _draw_triangle(p, c, fx, fy, cx, cy, far_m, zbuf, color):  # pragma: no cove
     vmax = min(int(math.floor(max(v0, v1, v2))), H - 1)
     if umin > umax or vmin > vmax:
         return
-    inv_area = 1.0 / area
+    # Edge function e_k of the edge opposite corner k, signed to be positive inside; l_k = e_k / |area| are the
+    # screen-space barycentrics. Evaluated afresh at each pixel (not stepped) so that ties are decided exactly.
+    sign = 1.0 if area > 0.0 else -1.0
+    inv_area = 1.0 / abs(area)
+    # Top-left rule for pixel centres exactly on an edge, as GL rasterisers do (so both backends agree on shared
+    # edges and each pixel of a closed surface is drawn once): keep a "left" edge (inside is towards +u) or a
+    # "top" edge (horizontal, inside towards +v, i.e. below it in the image). (du_k, dv_k) = gradient of e_k.
+    du0, dv0 = -(v2 - v1) * sign, (u2 - u1) * sign
+    du1, dv1 = -(v0 - v2) * sign, (u0 - u2) * sign
+    du2, dv2 = -(v1 - v0) * sign, (u1 - u0) * sign
+    keep0 = du0 > 0.0 or (du0 == 0.0 and dv0 > 0.0)
+    keep1 = du1 > 0.0 or (du1 == 0.0 and dv1 > 0.0)
+    keep2 = du2 > 0.0 or (du2 == 0.0 and dv2 > 0.0)
     iz0, iz1, iz2 = 1.0 / z0, 1.0 / z1, 1.0 / z2
-    # Barycentric l_k = (edge function of the edge opposite corner k) / area. It is affine in (u, v): step it
-    # along a row by a_k, and restart each row from the exact value so rounding errors do not accumulate.
-    a0 = -(v2 - v1) * inv_area
-    a1 = -(v0 - v2) * inv_area
-    a2 = -(v1 - v0) * inv_area
     for v in range(vmin, vmax + 1):
-        l0 = ((u2 - u1) * (v - v1) - (v2 - v1) * (umin - u1)) * inv_area
-        l1 = ((u0 - u2) * (v - v2) - (v0 - v2) * (umin - u2)) * inv_area
-        l2 = ((u1 - u0) * (v - v0) - (v1 - v0) * (umin - u0)) * inv_area
         for u in range(umin, umax + 1):
-            if l0 >= 0.0 and l1 >= 0.0 and l2 >= 0.0:
-                w0 = l0 * iz0
-                w1 = l1 * iz1
-                w2 = l2 * iz2
+            e0 = ((u2 - u1) * (v - v1) - (v2 - v1) * (u - u1)) * sign
+            e1 = ((u0 - u2) * (v - v2) - (v0 - v2) * (u - u2)) * sign
+            e2 = ((u1 - u0) * (v - v0) - (v1 - v0) * (u - u0)) * sign
+            if (e0 > 0.0 or (e0 == 0.0 and keep0)) and (e1 > 0.0 or (e1 == 0.0 and keep1)) \
+                    and (e2 > 0.0 or (e2 == 0.0 and keep2)):
+                # Perspective-correct: weights l_k / z_k, normalised; their sum is 1 / z at this pixel.
+                w0 = e0 * inv_area * iz0
+                w1 = e1 * inv_area * iz1
+                w2 = e2 * inv_area * iz2
                 s = w0 + w1 + w2
                 z = 1.0 / s
                 if z < zbuf[v, u] and z <= far_m:
                     zbuf[v, u] = z
                     for k in range(3):
                         color[v, u, k] = (w0 * c[0, k] + w1 * c[1, k] + w2 * c[2, k]) * z
-            l0 += a0
-            l1 += a1
-            l2 += a2
 
 
 @njit(cache=True, nogil=True)
