@@ -175,3 +175,24 @@ def test_save_load_round_trip_and_bad_files(tmp_path):
     torch.save({"epoch": 7, "network": {}}, official)
     with pytest.raises(CheckpointError, match="convert-official"):
         load_network(official)
+
+
+def test_batchnorm_folding_is_exact():
+    from i2lmesh.nets.fast import fold_batchnorm, optimise_for_inference
+
+    net = _net(_tiny(param_regressor=True, param_num_rotations=3, param_shape_dim=4))
+    # Non-trivial BN statistics: a few training-mode passes.
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.rand(4, 3, 64, 64))
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in folded.modules())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ref, out = net(x), optimise_for_inference(net)(x.contiguous(memory_format=torch.channels_last))
+    for name in ("joints_hm", "vertices_hm", "joints_spread", "vertices_spread", "param_shape"):
+        assert torch.allclose(getattr(ref, name), getattr(out, name), atol=1e-4), name
+    # The original network is untouched (still has its BN layers).
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
