@@ -6,6 +6,7 @@ import pytest
 from scipy import ndimage
 
 from i2lmesh.render import GLUnavailableError, RenderResult, icosphere, overlay, project_points, render_mesh
+import i2lmesh.render as render_package
 from i2lmesh.render import gl as render_gl
 
 K = np.array([[100.0, 0.0, 15.0], [0.0, 100.0, 12.0], [0.0, 0.0, 1.0]])
@@ -233,6 +234,24 @@ def test_bad_arguments_are_rejected_with_a_message():
         render_mesh(quad(2.5, 3.5, 10.5, 7.5, 2.0), QUAD_FACES, K, SIZE, backend="opengl")
     with pytest.raises(AssertionError, match="vertex_colors"):
         render_mesh(quad(2.5, 3.5, 10.5, 7.5, 2.0), QUAD_FACES, K, SIZE, vertex_colors=np.ones((5, 3)))
+
+
+def test_without_egl_gl_raises_one_line_and_auto_falls_back(monkeypatch, caplog):
+    class NoEGL:
+        def __init__(self):
+            raise OSError("libEGL.so: cannot open shared object file")
+
+    for name, value in (("_GLRenderer", NoEGL), ("_renderer", None), ("_renderer_pid", None), ("_failure", None)):
+        monkeypatch.setattr(render_gl, name, value)
+    monkeypatch.setattr(render_package, "_fallback_logged_pid", None)
+    args = (quad(2.5, 3.5, 10.5, 7.5, 2.0), QUAD_FACES, K, SIZE)
+    with pytest.raises(GLUnavailableError, match="libEGL") as error:
+        render_mesh(*args, backend="gl")
+    assert "\n" not in str(error.value) and "backend='numba'" in str(error.value)
+    with caplog.at_level("INFO", logger="i2lmesh.render"):
+        assert render_mesh(*args, backend="auto").backend == "numba"
+        assert render_mesh(*args, backend="auto").backend == "numba"
+    assert sum("numba" in record.getMessage() for record in caplog.records) == 1
 
 
 # --- worker processes ---------------------------------------------------------------------------------------------
