@@ -120,8 +120,8 @@ class _GLRenderer:
         rgba = np.frombuffer(fbo.read(components=4, attachment=0, dtype="f4"), np.float32).reshape(H, W, 4)
         z = np.frombuffer(fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(H, W)
         mask = rgba[..., 3] > 0.5
-        return RenderResult(color=np.ascontiguousarray(rgba[..., :3]), depth_m=np.where(mask, z, 0.0).astype(np.float32),
-                            mask=mask, backend="gl")
+        depth_m = np.where(mask, z, 0.0).astype(np.float32)
+        return RenderResult(color=np.ascontiguousarray(rgba[..., :3]), depth_m=depth_m, mask=mask, backend="gl")
 
 
 _renderer: _GLRenderer | None = None
