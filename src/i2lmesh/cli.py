@@ -1,0 +1,54 @@
+"""The ``i2lmesh`` command line: one entry point, one module per subcommand in ``i2lmesh.commands``.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int`` and a one-line ``HELP``.
+Errors a user can act on (missing files, bad input) are printed as one line without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name -> module under i2lmesh.commands
+COMMANDS: dict[str, str] = {
+}
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line, exit code 2."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, ValueError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="i2lmesh", description="I2L-MeshNet: 3D human body and hand meshes "
+                                     "from one RGB image.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"i2lmesh.commands.{module_name}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("i2lmesh: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        if args.verbose:
+            raise
+        print(f"i2lmesh {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
