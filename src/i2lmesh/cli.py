@@ -12,6 +12,7 @@ import sys
 
 # name -> module under i2lmesh.commands
 COMMANDS: dict[str, str] = {
+    "quickstart": "quickstart",
 }
 
 
