@@ -1,0 +1,180 @@
+"""Geometry: box, crop and its inverse, camera round trips, Procrustes, rotations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from i2lmesh.geometry import (apply_affine, axis_angle_to_matrix, camera_to_heatmap, compose_affine, crop_transforms,
+                              decode_to_camera, default_intrinsics, flip_axis_angle_pose, flip_transform,
+                              intrinsics, invert_affine, matrix_to_axis_angle, procrustes_align, process_bbox,
+                              project, back_project, similarity_transform, warp_image)
+
+
+# ------------------------------------------------------------------------------------------------ boxes
+
+def test_process_bbox_hand_made():
+    # Tall box inside a 640x480 image: 1 px narrower, then squared on its centre, then x1.25.
+    box = process_bbox([100, 50, 41, 101], 640, 480)
+    w, h = 40.0, 100.0
+    cx, cy = 100 + w / 2, 50 + h / 2
+    side = 100 * 1.25
+    np.testing.assert_allclose(box, [cx - side / 2, cy - side / 2, side, side])
+    # Box over the left and bottom borders: as the reference, x2 = x1 + w - 1 from the *clamped* x1 (the box
+    # slides right rather than being cut), and y2 is clamped to H - 1.
+    box = process_bbox([-20, 400, 200, 200], 640, 480)
+    x1, y1, x2, y2 = 0, 400, 199, 479
+    side = 199 * 1.25
+    np.testing.assert_allclose(box, [(x1 + x2) / 2 - side / 2, (y1 + y2) / 2 - side / 2, side, side])
+    # Other aspect ratio: w/h = 0.75.
+    box = process_bbox([0, 0, 101, 101], 640, 480, aspect_ratio=0.75)
+    np.testing.assert_allclose(box[2] / box[3], 0.75)
+
+
+@pytest.mark.parametrize("bad", [[10, 10, 0, 50], [10, 10, -5, 50], [700, 10, 20, 20], [10, 10, 1, 1],
+                                 [np.nan, 0, 10, 10], [0, 0, np.inf, 10]])
+def test_process_bbox_rejects_unusable(bad):
+    assert process_bbox(bad, 640, 480) is None
+
+
+# ------------------------------------------------------------------------------------------------ crop
+
+@pytest.mark.parametrize("scale,rot,flip", [(1.0, 0.0, False), (0.8, 37.0, False), (1.22, -55.0, True),
+                                            (1.0, 60.0, True)])
+def test_crop_then_uncrop_points(scale, rot, flip):
+    rng = np.random.default_rng(0)
+    img2patch, patch2img = crop_transforms([120.5, 80.25, 150.0, 150.0], 256, scale, rot)
+    if flip:
+        img2patch = compose_affine(img2patch, flip_transform(640))
+        patch2img = invert_affine(img2patch)
+    points = rng.uniform(0, 640, (50, 2))
+    back = apply_affine(apply_affine(points, img2patch), patch2img)
+    assert np.abs(back - points).max() < 1e-3
+    # torch path agrees
+    back_t = apply_affine(apply_affine(torch.as_tensor(points), torch.as_tensor(img2patch)),
+                          torch.as_tensor(patch2img))
+    assert (back_t.numpy() - points).__abs__().max() < 1e-3
+
+
+def test_crop_matches_reference_points_and_rotation_sense():
+    box, s = [100.0, 60.0, 80.0, 80.0], 256
+    img2patch, _ = crop_transforms(box, s, scale=1.0, rot_deg=30.0)
+    centre = np.array([140.0, 100.0])
+    np.testing.assert_allclose(apply_affine(centre[None], img2patch)[0], [128, 128], atol=1e-9)
+    # A point 20 px right of the centre lands at 128 + 64 (cos(-30), sin(-30)): content rotated by -rot.
+    p = apply_affine((centre + [20.0, 0.0])[None], img2patch)[0]
+    np.testing.assert_allclose(p, 128 + 64 * np.array([math.cos(-math.pi / 6), math.sin(-math.pi / 6)]), atol=1e-9)
+    # Same map as cv2.getAffineTransform on the reference's three point pairs.
+    import cv2
+    th = math.radians(30.0)
+    rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+    src = np.float32([centre, centre + rot @ [0, 40], centre + rot @ [40, 0]])
+    dst = np.float32([[128, 128], [128, 256], [256, 128]])
+    np.testing.assert_allclose(cv2.getAffineTransform(src, dst), img2patch, atol=1e-4)
+
+
+def test_warp_moves_a_bright_dot_where_the_points_go():
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[100, 200] = 255
+    img2patch, _ = crop_transforms([70, 50, 100, 100], 128, 1.1, 25.0)  # around the flipped dot (119, 100)
+    img2patch = compose_affine(img2patch, flip_transform(320))
+    patch = warp_image(image, img2patch, 128).astype(float).sum(-1)
+    expected = apply_affine(np.array([[200.0, 100.0]]), img2patch)[0]
+    ys, xs = np.nonzero(patch)
+    centroid = np.array([(xs * patch[ys, xs]).sum(), (ys * patch[ys, xs]).sum()]) / patch[ys, xs].sum()
+    assert np.abs(centroid - expected).max() < 0.5
+
+
+# ------------------------------------------------------------------------------------------------ camera
+
+def test_project_back_project_and_default_intrinsics():
+    K = default_intrinsics(640, 480)
+    np.testing.assert_allclose(K, [[1500, 0, 320], [0, 1500, 240], [0, 0, 1]])
+    pts = np.array([[0.1, -0.2, 3.0], [-0.5, 0.3, 5.0]])
+    uv = project(pts, K)
+    np.testing.assert_allclose(back_project(uv, pts[:, 2], K), pts, atol=1e-12)
+
+
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_decode_to_camera_inverts_camera_to_heatmap(use_torch):
+    rng = np.random.default_rng(1)
+    batch, n = 3, 40
+    K = np.stack([intrinsics((1100 + 100 * b, 1150), (310 + b, 250)) for b in range(batch)])
+    root = np.array([[0.1, 0.0, 4.0], [-0.3, 0.2, 6.0], [0.0, -0.1, 3.0]])
+    pts = root[:, None] + rng.uniform(-0.9, 0.9, (batch, n, 3))
+    trans = [crop_transforms([250 + 10 * b, 150, 120, 120], 256, 0.9 + 0.1 * b, 20.0 * b) for b in range(batch)]
+    img2patch = np.stack([t[0] for t in trans])
+    patch2img = np.stack([t[1] for t in trans])
+    args = (pts, K, img2patch, root[:, 2])
+    if use_torch:
+        args = tuple(torch.as_tensor(a) for a in args)
+    hm = camera_to_heatmap(*args, 256, 64, 64, 2.0)
+    back_args = (hm, patch2img, root[:, 2], K)
+    if use_torch:
+        back_args = (hm,) + tuple(torch.as_tensor(a) for a in back_args[1:])
+    back = decode_to_camera(*back_args, 256, 64, 64, 2.0)
+    back = back.numpy() if use_torch else back
+    assert np.abs(back - pts).max() < 1e-4
+    # z bins: the root sits in the middle bin, +-1 m at the ends.
+    assert float(camera_to_heatmap(root[:1, None], K[:1], img2patch[:1], root[:1, 2], 256, 64, 64, 2.0)[0, 0, 2]) \
+        == pytest.approx(32.0)
+
+
+# ------------------------------------------------------------------------------------------------ procrustes
+
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_procrustes_recovers_similarity(use_torch):
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(4, 30, 3))
+    rot = axis_angle_to_matrix(rng.normal(size=(4, 3)))
+    scale = np.array([0.5, 1.0, 2.0, 3.3])
+    trans = rng.normal(size=(4, 3)) * 5
+    b = scale[:, None, None] * a @ np.swapaxes(rot, -1, -2) + trans[:, None]
+    if use_torch:
+        c, r, t = (x.numpy() for x in similarity_transform(torch.as_tensor(a), torch.as_tensor(b)))
+        aligned = procrustes_align(torch.as_tensor(a), torch.as_tensor(b)).numpy()
+    else:
+        c, r, t = similarity_transform(a, b)
+        aligned = procrustes_align(a, b)
+    np.testing.assert_allclose(c, scale, atol=1e-9)
+    np.testing.assert_allclose(r, rot, atol=1e-9)
+    np.testing.assert_allclose(t, trans, atol=1e-9)
+    np.testing.assert_allclose(aligned, b, atol=1e-9)
+
+
+def test_procrustes_never_reflects():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(20, 3))
+    b = a * np.array([-1.0, 1.0, 1.0])  # a mirror image: the best rotation must still be proper
+    _, r, _ = similarity_transform(a, b)
+    assert np.linalg.det(r) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------------ rotations
+
+def test_axis_angle_round_trip_including_near_pi_and_zero():
+    rng = np.random.default_rng(4)
+    axes = rng.normal(size=(200, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.concatenate([rng.uniform(0, math.pi - 1e-3, 190), np.full(5, math.pi - 1e-7), np.full(5, 1e-9)])
+    aa = axes * angles[:, None]
+    mats = axis_angle_to_matrix(aa)
+    np.testing.assert_allclose(mats @ np.swapaxes(mats, -1, -2), np.broadcast_to(np.eye(3), mats.shape), atol=1e-12)
+    np.testing.assert_allclose(axis_angle_to_matrix(matrix_to_axis_angle(mats)), mats, atol=1e-9)
+    from scipy.spatial.transform import Rotation
+    np.testing.assert_allclose(mats, Rotation.from_rotvec(aa).as_matrix(), atol=1e-12)
+
+
+def test_flip_pose_twice_is_identity_and_mirrors_rotations():
+    rng = np.random.default_rng(5)
+    pose = rng.normal(size=(2, 72))
+    pairs = ((1, 2), (4, 5))
+    flipped = flip_axis_angle_pose(pose, pairs)
+    np.testing.assert_allclose(flip_axis_angle_pose(flipped, pairs), pose)
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    r = axis_angle_to_matrix(pose.reshape(2, 24, 3)[:, 0])
+    np.testing.assert_allclose(axis_angle_to_matrix(flipped.reshape(2, 24, 3)[:, 0]), mirror @ r @ mirror,
+                               atol=1e-12)
+    np.testing.assert_allclose(flipped.reshape(2, 24, 3)[:, 1], pose.reshape(2, 24, 3)[:, 2] * [1, -1, -1])
