@@ -13,6 +13,7 @@ import sys
 # name -> module under i2lmesh.commands
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
+    "convert-official": "convert_official",
 }
 
 

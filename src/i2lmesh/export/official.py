@@ -198,7 +198,9 @@ def _resnet_depth(state: Mapping[str, torch.Tensor], path: Path) -> int:
         if match:
             blocks[int(match.group(1))].add(int(match.group(2)))
             bottleneck |= match.group(3) == "conv3"
-    layout = (tuple(len(blocks[i]) for i in range(1, 5)), bottleneck)
+    # Blocks 0..n-1 present: a stray higher index is then reported as an unknown key, not as a strange layout.
+    counts = tuple(next(n for n in range(len(found) + 1) if n not in found) for found in blocks.values())
+    layout = (counts, bottleneck)
     if layout not in _RESNET_LAYOUTS:
         raise CheckpointError(f"{path}: the pose backbone is not a torchvision ResNet (blocks per layer "
                               f"{layout[0]}, bottleneck {layout[1]})")
@@ -211,8 +213,7 @@ def _infer_config(snapshot: OfficialSnapshot, kind: str, input_size: int) -> Mod
     needed = ["pose_net.conv_x.0.weight", "mesh_net.conv_x.0.weight", "pose_net.conv_z_1.0.weight"]
     absent = [k for k in needed if k not in state]
     if absent:
-        raise CheckpointError(f"{path}: incomplete I2L-MeshNet snapshot, missing key(s): "
-                              f"{_listing(['module.' + k for k in absent])}")
+        raise CheckpointError(_key_error(path, kind, [], absent))
     num_joints, channels = state["pose_net.conv_x.0.weight"].shape[:2]
     num_vertices = state["mesh_net.conv_x.0.weight"].shape[0]
     depth_bins = state["pose_net.conv_z_1.0.weight"].shape[0] // channels
@@ -275,10 +276,12 @@ def convert_official_snapshot(path: str | os.PathLike, kind: str = "body", input
             weights[target] = value
     missing_buffers = [f"human_model_layer.{b}" for b in BODY_MODEL_BUFFERS[kind]
                        if b not in buffers and b != "th_betas"]  # th_betas: a zero default, never used
-    if unknown:  # before anything is built: the sizes below may come from a foreign network
-        raise CheckpointError(_key_error(path, kind, unknown, missing_buffers))
-
-    config = _infer_config(snapshot, kind, input_size)
+    try:
+        config = _infer_config(snapshot, kind, input_size)
+    except CheckpointError:
+        if unknown:  # a foreign network: its unknown keys say more than the sizes that could not be read
+            raise CheckpointError(_key_error(path, kind, unknown, missing_buffers)) from None
+        raise
     expected_vertices = KIND_VERTICES[kind]
     if config.num_vertices != expected_vertices:
         raise CheckpointError(f"{path}: MeshNet predicts {config.num_vertices} vertices, the {kind} model has "
@@ -290,8 +293,8 @@ def convert_official_snapshot(path: str | os.PathLike, kind: str = "body", input
     foreign = [k for k in weights if k not in net_keys]  # matched a rule but this network has no such layer
     # BatchNorm fills a missing num_batches_tracked itself (files from torch < 0.4.1 lack it).
     missing = [k for k in net_keys if k not in weights and k not in derived and not k.endswith("num_batches_tracked")]
-    if foreign or missing or missing_buffers:
-        unknown = [our_key_to_official(k) or k for k in foreign]
+    if unknown or foreign or missing or missing_buffers:
+        unknown += [our_key_to_official(k) or k for k in foreign]
         raise CheckpointError(_key_error(path, kind, unknown, [our_key_to_official(k) or k for k in missing]
                                          + missing_buffers))
     misshapen = [f"module.{our_key_to_official(k)} {tuple(v.shape)} (expected {tuple(net_keys[k].shape)})"
