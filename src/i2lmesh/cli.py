@@ -14,6 +14,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
     "convert-official": "convert_official",
+    "export-onnx": "export_onnx",
 }
 
 
