@@ -338,3 +338,22 @@ def test_cli_convert_then_load(small_snapshots, tmp_path, capsys):
     assert main(["convert-official", str(path), "--kind", "body", "--out", str(tmp_path / "b.pt")]) == 2
     err = capsys.readouterr().err
     assert "use --kind hand" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "b.pt").exists()
+
+
+def test_legacy_serialisation_and_untrusted_objects(tmp_path):
+    """Pre-1.6 (non-zip) files load without mmap; pickled objects need --trust-file and say so."""
+    import argparse
+
+    from i2lmesh.export.official import read_official_snapshot
+
+    legacy = tmp_path / "legacy.pth.tar"
+    torch.save({"epoch": 3, "network": {"module.pose_net.conv_x.0.bias": torch.ones(2)}}, legacy,
+               _use_new_zipfile_serialization=False)
+    snapshot = read_official_snapshot(legacy)
+    assert snapshot.epoch == 3 and list(snapshot.state) == ["pose_net.conv_x.0.bias"]
+    pickled = tmp_path / "pickled.pth.tar"
+    torch.save({"epoch": 3, "network": {"module.w": torch.ones(1)}, "args": argparse.Namespace(lr=1)}, pickled)
+    with pytest.raises(CheckpointError, match="pass --trust-file") as info:
+        read_official_snapshot(pickled)
+    assert str(pickled) in str(info.value) and "\n" not in str(info.value)
+    assert read_official_snapshot(pickled, trust_file=True).state["w"].item() == 1.0

@@ -13,6 +13,7 @@ import sys
 # name -> module under i2lmesh.commands
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
+    "convert-dataset": "convert_dataset",
     "convert-official": "convert_official",
     "export-onnx": "export_onnx",
 }
