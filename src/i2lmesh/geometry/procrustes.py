@@ -38,7 +38,8 @@ def procrustes_align(source, target):
     scale, rot, trans = similarity_transform(source, target)
     if isinstance(source, torch.Tensor):
         return scale[..., None, None] * source @ rot.transpose(-1, -2) + trans[..., None, :]
-    return scale[..., None, None] * np.asarray(source, dtype=np.float64) @ np.swapaxes(rot, -1, -2) + trans[..., None, :]
+    source = np.asarray(source, dtype=np.float64)
+    return scale[..., None, None] * source @ np.swapaxes(rot, -1, -2) + trans[..., None, :]
 
 
 __all__ = ["similarity_transform", "procrustes_align"]

@@ -4,7 +4,8 @@
 ``_joint_3d.json``, ``_smpl_param.json``, and for the test split ``rootnet_output/bbox_root_human36m_output.json``.
 Split train: subjects 1, 5, 6, 7, 8, every 5th frame; test: subjects 9, 11, every 64th frame, camera 4 only.
 Each per-subject file is keyed without the subject: camera [cam_idx] -> {R, t (mm), f, c}; joints and SMPL fits
-[action_idx][subaction_idx][frame_idx] -> 17x3 world mm / {pose 72, shape 10, trans 3}. Joints are converted from world millimetres to camera metres (X_cam = R X + t). The SMPL fits are stored in
+[action_idx][subaction_idx][frame_idx] -> 17x3 world mm / {pose 72, shape 10, trans 3}. Joints are converted
+from world millimetres to camera metres (X_cam = R X + t). The SMPL fits are stored in
 world coordinates (metres); turning them into camera coordinates needs the shaped root joint J0, so the fits are
 used only when a body-model bank (or ``model_path``) for SMPL is given: root := R root, trans := R trans + t - J0 +
 R J0.
