@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "convert-dataset": "convert_dataset",
     "convert-official": "convert_official",
     "export-onnx": "export_onnx",
+    "synth": "synth",
 }
 
 
