@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "0.25 body, 0.2 hand)")
     parser.add_argument("--save-vertices", action="store_true", help="also store camera-space vertices "
                         "(vertices_<V>.npy)")
+    parser.add_argument("--preview", action="store_true", help="also write OUT/preview.png: the first 16 samples "
+                        "with their joints drawn")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -47,4 +49,9 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     log.info("wrote %d %s samples to %s in %.1f s (%.1f images/s)", args.num, args.kind, path, seconds,
              args.num / max(seconds, 1e-9))
+    if args.preview and args.num > 0:
+        from ..data.formats.i2lmesh import read_dataset
+        from ..data.synth.preview import contact_sheet
+
+        log.info("preview: %s", contact_sheet(read_dataset(args.out)[:16], args.out / "preview.png"))
     return 0
