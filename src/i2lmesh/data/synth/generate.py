@@ -9,8 +9,8 @@ Per sample (index i of a run with seed S):
    (mostly in view, sometimes truncated at a border); vertices and joints are then exactly what
    ``model.forward(pose, shape, trans)`` returns for the recorded parameters;
 3. per-vertex skin/clothing colours and a light (``appearance``) are rendered with the numba z-buffer
-   (``render.render_mesh``), composited over a background (``backgrounds``), maybe partly hidden by occluders
-   (``occluders``), given a little blur and sensor noise, and saved as JPEG.
+   (``render.render_mesh``), composited with a softened outline over a background (``backgrounds``), maybe partly
+   hidden by occluders (``occluders``), given a little blur and sensor noise, and saved as JPEG.
 
 Determinism: a sample depends only on (seed, kind, index, size, options): samples are made in fixed chunks of
 :data:`CHUNK_SIZE` consecutive indices (one batched sampler call and body-model forward per chunk, always of the
@@ -206,7 +206,12 @@ class SynthRenderer:
                              ambient=light.ambient, backend="numba")
         image = self.backgrounds.sample(rng, (S, S))
         mask = render.mask
-        image[mask] = render.color[mask]
+        # Soften the outline (a rendered edge is aliased, a photographed one is not): pixels of the silhouette
+        # with background neighbours let some background through, in proportion to the 3x3 box mean of the mask.
+        box_mean = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.BoxBlur(1)),
+                              dtype=np.float32) * (1.0 / 255.0)
+        alpha = np.where(mask, 0.4 + 0.6 * box_mean, 0.0)[..., None]
+        image = image * (1.0 - alpha) + render.color * alpha
         ys, xs = np.nonzero(mask)
         bbox = np.array([xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1], np.float64) \
             if len(xs) else np.array([0.0, 0.0, 0.0, 0.0])

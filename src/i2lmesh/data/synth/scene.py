@@ -36,7 +36,8 @@ class SceneSettings:
     truncation_prob: share of samples pushed partly out of the image; truncation: the fraction of the box outside.
     pitch_deg / roll_deg: camera tilt for upright bodies (positive pitch: the camera looks down on the person).
     bbox_3d_size_m: the depth range of the network's z heatmap (design.md: 2 m body, 0.3 m hand), recorded with the
-    dataset for reference.
+    dataset for reference. min_depth_m: the mesh's box centre is never closer to the camera (a hand seen end-on
+    would otherwise come within centimetres of the lens).
     """
 
     fov_deg: tuple[float, float]
@@ -47,15 +48,16 @@ class SceneSettings:
     pitch_deg: tuple[float, float] = (-10.0, 25.0)
     roll_deg: tuple[float, float] = (-8.0, 8.0)
     bbox_3d_size_m: float = 2.0
+    min_depth_m: float = 1.0
 
 
 HAND_MAX_AWAY = 0.7  # cosine: hands whose fingers point farther away from the camera are redrawn
 
 SCENE_SETTINGS: dict[str, SceneSettings] = {
     "body": SceneSettings(fov_deg=(30.0, 65.0), fill=(0.55, 0.9), truncation_prob=0.15, truncation=(0.15, 0.45),
-                          bbox_3d_size_m=2.0),
+                          bbox_3d_size_m=2.0, min_depth_m=1.2),
     "hand": SceneSettings(fov_deg=(35.0, 70.0), fill=(0.5, 0.85), truncation_prob=0.1, truncation=(0.15, 0.4),
-                          bbox_3d_size_m=0.3),
+                          bbox_3d_size_m=0.3, min_depth_m=0.2),
 }
 
 
@@ -123,8 +125,8 @@ def place_in_view(vertices_m: np.ndarray, K: np.ndarray, image_size: int, rng: n
     centre = (lo + hi) / 2.0
     extent = float(max(hi[0] - lo[0], hi[1] - lo[1]))
     fill = rng.uniform(*settings.fill)
-    # depth of the box centre giving the wanted fill; never closer than the mesh's own half depth + 5 cm
-    depth = max(focal * extent / (fill * S), float(hi[2] - lo[2]) / 2.0 + 0.05)
+    # depth of the box centre giving the wanted fill; never closer than min_depth_m nor the mesh's half depth + 5 cm
+    depth = max(focal * extent / (fill * S), float(hi[2] - lo[2]) / 2.0 + 0.05, settings.min_depth_m)
     truncated = bool(rng.uniform() < settings.truncation_prob)
     side = int(rng.integers(4))  # left, right, top, bottom
     cut = rng.uniform(*settings.truncation)
