@@ -144,10 +144,12 @@ class OnnxNetwork:
     ``net(images)`` takes (B,3,S,S) RGB in [0, 1] (torch tensor or numpy array) and returns an
     :class:`~i2lmesh.nets.i2l.I2LOutput` of torch tensors. ``config``, ``topology`` and ``faces`` come from the
     file's metadata. ``num_threads``: intra-op threads (default: ONNX Runtime's choice, one per core).
+    ``spin``: let idle worker threads busy-wait for the next call (ONNX Runtime's default). Off here: on a shared
+    or small machine the spinning threads steal the cores from everything else (PyTorch, decoding, rendering).
     """
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: list[str] | None = None, spin: bool = False) -> None:
         ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
@@ -157,6 +159,9 @@ class OnnxNetwork:
             options.intra_op_num_threads = num_threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options,
                                                 providers=providers or ["CPUExecutionProvider"])
