@@ -112,7 +112,9 @@ def _smooth_noise(rng: np.random.Generator, rest_m: np.ndarray, freq_per_m: tupl
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
     freq = rng.uniform(*freq_per_m, size=waves) * 2.0 * np.pi
     phase = rng.uniform(0.0, 2.0 * np.pi, size=waves)
-    return np.sin(rest_m @ (directions * freq[:, None]).T + phase).sum(1) / np.sqrt(waves * 0.5)
+    k = directions * freq[:, None]  # (waves, 3) wave vectors; written out, not a BLAS product (see generate.py)
+    arg = rest_m[:, :1] * k[:, 0] + rest_m[:, 1:2] * k[:, 1] + rest_m[:, 2:3] * k[:, 2] + phase
+    return np.sin(arg).sum(1) / np.sqrt(waves * 0.5)
 
 
 def sample_vertex_colors(rng: np.random.Generator, parts: BodyParts) -> np.ndarray:

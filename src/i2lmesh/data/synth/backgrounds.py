@@ -29,7 +29,8 @@ def _colour(rng: np.random.Generator, value: tuple[float, float] = (0.1, 0.95)) 
 
 
 def _resize(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic upsampling of a float grid (h, w) or (h, w, C) to size (H, W) (PIL, per channel)."""
+    """Bicubic resampling of a float grid (h, w) or (h, w, C) to size (H, W) (PIL, per channel). Not a numpy matrix
+    product: numpy's multi-threaded BLAS is far slower for such small products on a busy machine."""
     H, W = size
     if grid.ndim == 2:
         return np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize((W, H), Image.BICUBIC))
