@@ -89,8 +89,9 @@ def sample_root_rotation(rng: np.random.Generator, kind: str, settings: SceneSet
     yaw = rng.uniform(0.0, 2.0 * math.pi)
     pitch = math.radians(rng.uniform(*settings.pitch_deg))
     roll = math.radians(rng.uniform(*settings.roll_deg))
-    # Camera frame y is down: a camera looking down on the person sees it rotated by -pitch about x.
-    tilt = Rotation.from_euler("xz", [-pitch, roll]).as_matrix()
+    # A camera looking down on the person sees its head nearer than its feet: the body's up vector (0, -1, 0)
+    # turns towards the camera (-z), which is a rotation by +pitch about the camera's x axis.
+    tilt = Rotation.from_euler("xz", [pitch, roll]).as_matrix()
     yaw_m = Rotation.from_rotvec([0.0, 0.0, yaw]).as_matrix()
     return Rotation.from_matrix(tilt @ ANNY_TO_CAMERA @ yaw_m).as_rotvec()
 
