@@ -3,11 +3,12 @@
     python benchmarks/bench_synth.py [--num 640] [--size 256] [--kind body] [--workers 1 2] [--repeats 2]
 
 Each run is the whole ``generate`` call into a fresh temporary folder: worker start-up (fork + body-model load),
-sampling, posing, rendering, backgrounds, occluders, JPEG encoding, writing the files and the annotation JSON.
-Each worker count runs ``--repeats`` times, alternating; the best and all rates are reported (on a shared machine
-the best run is the one least slowed by others). A second, in-process pass times the stages of one sample (median ms), including the numba rendering as the
-generator calls it (shading + rasterising a reduced 6,890-vertex body or a 1,609-vertex hand). The machine's load
-average is printed too: other processes on a shared machine slow every number down.
+sampling, posing, rendering, backgrounds, occluders, JPEG encoding, writing the files and the annotation JSON. Each
+worker count runs ``--repeats`` times, alternating; the best and all rates are reported (on a shared machine the
+best run is the one least slowed by others). A second, in-process pass times the stages of one sample (median ms),
+including the numba rendering as the generator calls it (shading + rasterising a reduced 6,890-vertex body or a
+1,609-vertex hand). The machine's load average is printed too: other processes on a shared machine slow every number
+down.
 """
 import argparse
 import importlib

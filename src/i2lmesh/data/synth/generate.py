@@ -14,9 +14,9 @@ Per sample (index i of a run with seed S):
 
 Determinism: a sample depends only on (seed, kind, index, size, options): samples are made in fixed chunks of
 :data:`CHUNK_SIZE` consecutive indices (one batched sampler call and body-model forward per chunk, always of the
-full chunk, so a dataset of N samples is the first N of a larger one), every process runs torch with one thread, and the chunks are
-spread over worker processes with the results gathered in index order. Same seed, same bytes, whatever the number of
-workers.
+full chunk, so a dataset of N samples is the first N of a larger one), every process runs torch with one thread, and
+the chunks are spread over worker processes with the results gathered in index order. Same seed, same bytes,
+whatever the number of workers.
 """
 from __future__ import annotations
 
