@@ -127,3 +127,15 @@ def test_backgrounds_from_a_folder(tmp_path, caplog):
     with pytest.raises(FileNotFoundError, match="no images"):
         (tmp_path / "empty").mkdir()
         BackgroundSource(tmp_path / "empty")
+
+
+def test_cli(tmp_path, capsys):
+    from i2lmesh.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["synth", "--out", str(out), "--kind", "hand", "--num", "2", "--size", "64", "--no-progress",
+                 "--preview"]) == 0
+    assert (out / "annotations.json").is_file() and (out / "preview.png").is_file()
+    assert len(list((out / "images").glob("*.jpg"))) == 2
+    assert main(["synth", "--out", str(out), "--num", "2", "--backgrounds", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -28,6 +28,7 @@ import math
 import multiprocessing as mp
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -301,6 +302,14 @@ def generate(config: SynthConfig, out_dir: str | os.PathLike, workers: int = 1, 
     (out_dir / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     num_chunks = math.ceil(config.num / CHUNK_SIZE)
     workers = max(1, min(int(workers), num_chunks or 1))
+    # Fail here with a clear message rather than in every worker's initializer: check the background folder, and
+    # build Anny's cache once, with progress, if this machine lacks it.
+    BackgroundSource(config.backgrounds)
+    if workers > 1:
+        from ...bodymodels.anny_cache import is_built
+        if not is_built(config.kind):
+            log.info("synth: building Anny's %s cache once before starting %d workers", config.kind, workers)
+            SynthRenderer(config)
     records: list = []
     bar = tqdm(total=config.num, unit="img", desc=f"synth {config.kind}", disable=not progress, file=sys.stderr)
     if workers == 1:
@@ -311,8 +320,10 @@ def generate(config: SynthConfig, out_dir: str | os.PathLike, workers: int = 1, 
     else:
         # fork shares the parent's imports (fast start); the body model is built in each worker, never inherited.
         context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with context.Pool(workers, initializer=_init_worker, initargs=(config, str(out_dir))) as pool:
-            for chunk_records in pool.imap(_worker_chunk, range(num_chunks)):
+        # A process pool that raises (BrokenProcessPool) when a worker dies, rather than waiting for it forever.
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(config, str(out_dir))) as pool:
+            for chunk_records in pool.map(_worker_chunk, range(num_chunks)):
                 records += chunk_records
                 bar.update(len(chunk_records))
     bar.close()
