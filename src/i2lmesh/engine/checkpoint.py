@@ -1,0 +1,51 @@
+"""Training checkpoints: written atomically, holding everything needed to continue exactly.
+
+A training checkpoint is a network file (``nets.factory.network_state``: format, model_config, topology, model)
+plus optimizer, AMP scaler, progress (epoch, batches done in it, global step), RNG states and the resolved
+training config. ``i2lmesh.load_network`` reads it like any network file.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..nets.factory import CheckpointError, atomic_torch_save, network_state
+
+
+def capture_rng() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_checkpoint(path: str | Path, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                             scaler_state: dict | None, progress: dict[str, int], train_config: dict) -> None:
+    """Write ``path`` atomically (temp file + rename). ``net`` is the bare network (not the DDP wrapper)."""
+    state = network_state(net)
+    state.update({"optimizer": optimizer.state_dict(), "scaler": scaler_state, "progress": dict(progress),
+                  "train_config": train_config, "rng": capture_rng()})
+    atomic_torch_save(state, path)
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict) or "progress" not in data or "optimizer" not in data:
+        raise CheckpointError(f"{path}: not an i2lmesh training checkpoint (no optimizer/progress state)")
+    return data

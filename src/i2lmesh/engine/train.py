@@ -1,0 +1,325 @@
+"""The training loop: the same code on one CPU process and on N GPUs under ``torchrun`` (DDP).
+
+Exact resume: the data order is a seeded permutation per epoch (split across ranks like DistributedSampler),
+each sample's augmentation is seeded by (seed, epoch, index) in the dataset, and checkpoints carry the model,
+optimizer, AMP scaler, RNG states and the position inside the epoch. A run killed at any moment and resumed
+from ``last.pt`` therefore reaches the same weights as an uninterrupted run (tested on CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..config import ModelConfig, get_preset
+from ..data.dataset import collate
+from ..losses import LossTargets, i2l_losses
+from ..nets.factory import CheckpointError, build_network
+from ..nets.i2l import I2LMeshNet
+from .checkpoint import load_training_checkpoint, restore_rng, save_training_checkpoint
+from .distributed import DistEnv, all_reduce_mean, barrier, init_distributed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved (resolved) in every checkpoint. Defaults follow the paper/reference."""
+
+    preset: str = "cpu-small"
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig field overrides
+    data: list[str] = field(default_factory=list)
+    val: str | None = None
+    out: str = "runs/train"
+    epochs: int = 13
+    max_steps: int | None = None
+    batch_size: int = 16  # per process, as the reference (16 per GPU)
+    lr: float = 1e-4
+    lr_decay_epochs: list[int] = field(default_factory=lambda: [10, 12])
+    lr_decay_factor: float = 10.0
+    grad_accum_steps: int = 1
+    amp: bool = True  # CUDA only
+    sync_bn: bool = False  # CUDA only (PyTorch's SyncBatchNorm has no CPU kernel)
+    freeze_bn: bool = False  # BatchNorm uses running statistics (tiny per-process batches; exact DDP == 1 process)
+    num_workers: int = 2
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every_steps: int = 0  # 0: at the end of every epoch only
+    keep_epoch_checkpoints: bool = True  # checkpoints/epoch_NNN.pt besides last.pt
+    log_every_steps: int = 10
+    imagenet_weights: str = "none"  # "none", "torchvision" (downloads once) or a path to a state-dict file
+    fit_orig_split: bool = False
+    augment: bool = True
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown training config fields: {', '.join(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+    def model_config(self) -> ModelConfig:
+        return get_preset(self.preset, **self.model)
+
+    def lr_at_epoch(self, epoch: int) -> float:
+        """Step decay as the reference: lr / factor^(number of decay epochs reached)."""
+        return self.lr / self.lr_decay_factor ** sum(epoch >= e for e in self.lr_decay_epochs)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, split across ranks (rank r takes every world-th index), that can start
+    part-way through an epoch (exact resume). Drops the tail so every rank sees the same number of batches."""
+
+    def __init__(self, num_samples: int, batch_size: int, rank: int, world_size: int, seed: int,
+                 shuffle: bool = True) -> None:
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, shuffle
+        self.batches_per_epoch = num_samples // (batch_size * world_size)
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            order = torch.randperm(self.num_samples, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.num_samples)
+        used = self.batches_per_epoch * self.batch_size * self.world_size
+        mine = order[:used][self.rank::self.world_size]
+        return iter(mine[self.start_batch * self.batch_size:].tolist())
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+def targets_to(targets: LossTargets, device: torch.device) -> LossTargets:
+    return LossTargets(**{f.name: None if getattr(targets, f.name) is None else
+                          getattr(targets, f.name).to(device, non_blocking=True)
+                          for f in dataclasses.fields(LossTargets)})
+
+
+def load_imagenet_weights(net: I2LMeshNet, source: str) -> None:
+    """Initialise both backbones from ImageNet: "torchvision" downloads torchvision's V1 weights (the reference's),
+    anything else is a path to a torchvision ResNet state-dict file."""
+    if source == "none":
+        return
+    depth = net.config.backbone_depth
+    if source == "torchvision":
+        import torchvision
+
+        weights = torchvision.models.get_weight(f"ResNet{depth}_Weights.IMAGENET1K_V1")
+        state = weights.get_state_dict(progress=True)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: ImageNet weights file not found (use imagenet_weights: torchvision "
+                                    f"to download torchvision's, or none)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    net.pose_backbone.load_imagenet_state_dict(state)
+    net.mesh_backbone.load_imagenet_state_dict(state)
+
+
+class _Logger:
+    """metrics.jsonl (+ TensorBoard scalars when the tensorboard package is installed); rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.file = None
+        self.tb = None
+        if not enabled:
+            return
+        self.file = open(out / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            logger.info("train: TensorBoard not installed; scalars go to metrics.jsonl only")
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step", "epoch"):
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.tb:
+            self.tb.close()
+
+
+def _train_mode(net: torch.nn.Module, freeze_bn: bool) -> None:
+    net.train()
+    if freeze_bn:
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, net: I2LMeshNet | None = None,
+          resume: bool = False, env: DistEnv | None = None,
+          on_step: Callable[[dict[str, int]], None] | None = None) -> Path:
+    """Train; returns the path of the last checkpoint. ``train_set`` items are (image (3,S,S) in [0, 1], target
+    arrays named as the ``LossTargets`` fields, meta) as ``i2lmesh.data``'s datasets give them; a
+    ``set_epoch(epoch)`` method, if present, seeds its augmentation.
+    ``on_step(progress)`` is called after every optimizer step and checkpoint (progress hooks, tests)."""
+    env = env or init_distributed(cfg.device)
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    if env.is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    torch.manual_seed(cfg.seed)
+    if net is None:
+        net = build_network(cfg.model_config())
+    state = None
+    last = ckpt_dir / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise CheckpointError(f"{last}: nothing to resume (no last.pt in {ckpt_dir})")
+        state = load_training_checkpoint(last)
+        net.load_state_dict(state["model"])
+    elif cfg.imagenet_weights != "none":
+        load_imagenet_weights(net, cfg.imagenet_weights)
+    net = net.to(env.device)
+    if cfg.sync_bn and env.distributed:
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    model = (torch.nn.parallel.DistributedDataParallel(net, device_ids=[env.device.index] if env.device.type ==
+                                                       "cuda" else None) if env.distributed else net)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    use_amp = cfg.amp and env.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    progress = {"epoch": 0, "batch": 0, "step": 0}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        progress = dict(state["progress"])
+        restore_rng(state["rng"])
+
+    sampler = EpochSampler(len(train_set), cfg.batch_size, env.rank, env.world_size, cfg.seed)
+    if sampler.batches_per_epoch == 0:
+        raise ValueError(f"training set has {len(train_set)} samples: fewer than one batch of "
+                         f"{cfg.batch_size} x {env.world_size} processes")
+    loader_kwargs = dict(batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                         pin_memory=env.device.type == "cuda", drop_last=True,
+                         persistent_workers=False, collate_fn=collate)
+    total_steps = cfg.epochs * sampler.batches_per_epoch // cfg.grad_accum_steps
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    log = _Logger(out, env.is_main)
+    faces = net.faces
+    show_bar = env.is_main
+    bar = None
+    if show_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=progress["step"], desc="train", unit="step", dynamic_ncols=True)
+
+    def checkpoint(name: str | None = None) -> None:
+        if env.is_main:
+            save_training_checkpoint(last, net, optimizer, scaler.state_dict() if use_amp else None, progress,
+                                     dataclasses.asdict(cfg))
+            if name and cfg.keep_epoch_checkpoints:
+                save_training_checkpoint(ckpt_dir / name, net, optimizer, None, progress, dataclasses.asdict(cfg))
+        barrier(env)
+
+    _train_mode(net, cfg.freeze_bn)
+    window_start, window_images = time.perf_counter(), 0
+    try:
+        while progress["step"] < total_steps and progress["epoch"] < cfg.epochs:
+            epoch = progress["epoch"]
+            lr = cfg.lr_at_epoch(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            sampler.set_epoch(epoch, progress["batch"])
+            loader = DataLoader(train_set, **loader_kwargs)
+            for images, targets, _ in loader:
+                micro = progress["batch"] % cfg.grad_accum_steps
+                images = images.to(env.device, non_blocking=True)
+                targets = targets_to(targets, env.device)
+                sync = micro == cfg.grad_accum_steps - 1 or not env.distributed
+                ctx = model.no_sync() if (env.distributed and not sync) else contextlib.nullcontext()
+                with ctx:
+                    with torch.autocast(env.device.type, enabled=use_amp):
+                        out = model(images)
+                    losses = i2l_losses(out.joints_hm.float(), out.vertices_hm.float(), out.mesh_joints_hm.float(),
+                                        faces, targets, cfg.fit_orig_split)
+                    loss = sum(losses.values())
+                    mean_loss = all_reduce_mean(loss.detach(), env)
+                    if not torch.isfinite(mean_loss):
+                        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                        raise TrainingDiverged(f"step {progress['step']}: loss is {mean_loss.item()} ({terms}); "
+                                               f"stopped; last good checkpoint: {last if last.exists() else 'none'}")
+                    scaler.scale(loss / cfg.grad_accum_steps).backward()
+                progress["batch"] += 1
+                window_images += images.shape[0] * env.world_size
+                if micro != cfg.grad_accum_steps - 1:
+                    continue
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                progress["step"] += 1
+                if bar is not None:
+                    bar.update(1)
+                if progress["step"] % cfg.log_every_steps == 0 or progress["step"] == total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    record = {"step": progress["step"], "epoch": epoch, "lr": lr, "loss": mean_loss.item(),
+                              **{k: all_reduce_mean(v.detach(), env).item() for k, v in losses.items()},
+                              "images_per_s": window_images / max(elapsed, 1e-9)}
+                    log.log(record)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
+                    window_start, window_images = time.perf_counter(), 0
+                if cfg.checkpoint_every_steps and progress["step"] % cfg.checkpoint_every_steps == 0:
+                    checkpoint()
+                if on_step is not None:
+                    on_step(dict(progress))
+                if progress["step"] >= total_steps:
+                    break
+            if progress["batch"] >= sampler.batches_per_epoch:  # epoch finished
+                progress["epoch"] += 1
+                progress["batch"] = 0
+                checkpoint(f"epoch_{epoch:03d}.pt")
+            if val_set is not None and env.is_main and progress["batch"] == 0:
+                from .evaluate import evaluate
+
+                metrics = evaluate(net, val_set, batch_size=cfg.batch_size, device=env.device)
+                log.log({"step": progress["step"], "epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()
+                                                                     if isinstance(v, (int, float))}})
+                _train_mode(net, cfg.freeze_bn)
+        if progress["batch"] != 0:  # stopped inside an epoch (max_steps)
+            checkpoint()
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    return last
+
+
+__all__ = ["TrainConfig", "TrainingDiverged", "EpochSampler", "train", "load_imagenet_weights"]
