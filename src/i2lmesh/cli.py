@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "convert-official": "convert_official",
     "export-onnx": "export_onnx",
     "synth": "synth",
+    "train": "train",
+    "eval": "eval",
 }
 
 

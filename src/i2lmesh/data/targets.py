@@ -258,6 +258,13 @@ def _fit_in_view(record: SampleRecord, a: Augmentation, width: int, bank: BodyMo
     params = record.body_params
     if params is not None and record.body_model is not None and bank is not None \
             and bank.get(record.body_model, record.body_gender) is not None:
+        model = bank.get(record.body_model, record.body_gender)
+        flip_index = getattr(model, "flip_index", None)
+        if a.flip and flip_index is not None:
+            # Models without a mirror-symmetric parameterisation (Anny's local bones): evaluate as recorded and
+            # mirror the mesh with its vertex mirror map; joints then come from the network's J x mesh.
+            verts, _, _ = bank.evaluate(record.body_model, record.body_gender, params)
+            return aug_.flip_vertices(verts, np.asarray(flip_index)), None, None, None
         if a.flip:
             pairs = aug_.SMPL_POSE_FLIP_PAIRS if record.body_model == "smpl" else ()
             j0 = bank.rest_root_joint(record.body_model, record.body_gender, params.get("shape"))

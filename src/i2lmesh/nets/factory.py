@@ -25,14 +25,19 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, or not an i2lmesh network; the message names the file."""
 
 
-def build_network(config: ModelConfig, body_model: BodyModel | None = None) -> I2LMeshNet:
-    """The network for ``config``; J, V, kind, faces and the joint regressor come from the body model.
+def body_model_for(config: ModelConfig, model_path: str | os.PathLike | None = None) -> BodyModel:
+    """The body model a config names (``body_model``, ``kind``, ``mesh``); SMPL/MANO load from ``model_path``."""
+    if config.body_model == "anny":
+        kwargs = {"mesh": config.mesh} if config.kind == "body" else {}
+        return create_body_model("anny", config.kind, **kwargs)
+    return create_body_model(config.body_model, config.kind, model_path=model_path)
 
-    Without a body model one is created from ``config.body_model`` / ``config.kind`` / ``config.mesh``.
-    """
+
+def build_network(config: ModelConfig, body_model: BodyModel | None = None) -> I2LMeshNet:
+    """The network for ``config``; J, V, kind, faces and the joint regressor come from the body model
+    (by default the one ``config`` names, see :func:`body_model_for`)."""
     if body_model is None:
-        kwargs = {"mesh": config.mesh} if (config.body_model == "anny" and config.kind == "body") else {}
-        body_model = create_body_model(config.body_model, config.kind, **kwargs)
+        body_model = body_model_for(config)
     config = config.override(num_joints=body_model.num_joints, num_vertices=body_model.num_vertices,
                              kind=body_model.kind)
     net = I2LMeshNet(config, body_model.joint_regressor.cpu(), body_model.faces.cpu())
