@@ -54,7 +54,13 @@ def write_dataset(records: Iterable[SampleRecord], out_dir: str | os.PathLike, c
         src = str(r.image_path)
         if src not in image_ids:
             image_ids[src] = len(images)
-            file_name = str(Path(src).resolve()) if not copy_images else f"images/{len(images):08d}_{Path(src).name}"
+            if copy_images:
+                file_name = f"images/{len(images):08d}_{Path(src).name}"
+            else:  # relative when the image lives inside the dataset folder, so the folder can move
+                try:
+                    file_name = Path(src).resolve().relative_to(out_dir.resolve()).as_posix()
+                except ValueError:
+                    file_name = str(Path(src).resolve())
             if copy_images:
                 (out_dir / "images").mkdir(exist_ok=True)
                 shutil.copyfile(src, out_dir / file_name)
