@@ -3,10 +3,12 @@
 Variants, all timed in one process with interleaved rounds (the machine's load swings several-fold, so only
 ratios within one run mean anything):
   trunk        one torchvision ResNet-50 (eager, fp32) at the preset's input size: the unit of time
-  reference    our network with the reference's materialised 3D Gaussian volume (the authors' computation)
+  reference    the authors' computation: the materialised 3D Gaussian volume, and the 1x1 heads run as nn.Conv1d
+               modules (their code) rather than our matrix products; same weights, same outputs
   separable    the separable Pose2Feat (default), eager
   fast         separable + BatchNorm folding + channels_last (nets/fast.py)
   compiled     fast + torch.compile with inductor freezing (``--compile``; compile time reported)
+  onnxruntime  the BN-folded network exported to ONNX, run by ONNX Runtime on the CPU (``--onnx``)
 Peak memory is measured in a fresh child process per (preset, variant, batch) as the growth of the resident
 set's high-water mark during the first forward, after the weights are loaded.
 
@@ -20,7 +22,9 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import types
 
 import torch
 
@@ -33,18 +37,36 @@ PRESET_SIZES = {"paper-body": (29, 6890), "paper-hand": (21, 778), "cpu-small": 
                 "cpu-small-hand": (21, 1609)}
 
 
-def build(preset: str, variant: str, compile_model: bool = False) -> tuple[torch.nn.Module, object]:
+def build(preset: str, variant: str, workdir: str | None = None) -> tuple[torch.nn.Module, object]:
     joints, verts = PRESET_SIZES[preset]
     mode = "materialised" if variant == "reference" else "separable"
     cfg = get_preset(preset, num_joints=joints, num_vertices=verts, pose2feat=mode)
     torch.manual_seed(0)
     reg = torch.softmax(torch.randn(joints, verts), dim=1)
     net = I2LMeshNet(cfg, reg, torch.randint(0, verts, (2 * verts, 3))).eval()
+    if variant == "reference":
+        for head in (net.pose_net, net.mesh_net):
+            head.heatmaps = types.MethodType(_conv1d_heatmaps, head)
     if variant == "fast":
         return optimise_for_inference(net), cfg
     if variant == "compiled":
         return optimise_for_inference(net, compile=True), cfg
+    if variant == "onnxruntime":
+        from i2lmesh.export.onnx import OnnxNetwork, export_onnx
+
+        path = os.path.join(workdir or tempfile.gettempdir(), f"{preset}.onnx")
+        export_onnx(net, path)
+        return OnnxNetwork(path, num_threads=torch.get_num_threads()), cfg
     return net, cfg
+
+
+def _conv1d_heatmaps(head, feature: torch.Tensor):
+    """LixelHead.heatmaps as the authors' code computes it: every 1x1 projection through nn.Conv1d."""
+    upsampled = head.deconv(feature)
+    hm_x = head.conv_x(upsampled.mean(dim=2))
+    hm_y = head.conv_y(upsampled.mean(dim=3))
+    z_feat = torch.relu(head.bn_z_1(head.conv_z_1(feature.mean(dim=(2, 3))[:, :, None])))
+    return hm_x, hm_y, head.conv_z_2(z_feat.view(-1, head.channels, head.depth_bins))
 
 
 def _read_status(key: str) -> int:
@@ -76,7 +98,7 @@ def _input(cfg, batch: int, variant: str) -> torch.Tensor:
 
 
 def measure_memory(preset: str, variant: str, batch: int) -> int | None:
-    if variant == "compiled":
+    if variant in ("compiled", "onnxruntime"):
         return None
     out = subprocess.run([sys.executable, __file__, "--memory-child", preset, variant, str(batch)],
                          capture_output=True, text=True, check=False)
@@ -85,16 +107,16 @@ def measure_memory(preset: str, variant: str, batch: int) -> int | None:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_forward_bytes"]
 
 
-def bench_preset(preset: str, variants: list[str], batches: list[int], runs: int) -> dict:
+def bench_preset(preset: str, variants: list[str], batches: list[int], runs: int, workdir: str) -> dict:
     from torchvision.models import resnet50
 
     result: dict = {"preset": preset, "variants": {}}
     nets = {}
     for v in variants:
         t0 = time.perf_counter()
-        nets[v], cfg = build(preset, v)
+        nets[v], cfg = build(preset, v, workdir)
         result["variants"][v] = {"build_s": round(time.perf_counter() - t0, 2)}
-    base = nets.get("reference") or next(iter(nets.values()))
+    base = nets["reference"] if "reference" in nets else next(iter(nets.values()))
     result["parameters"] = sum(p.numel() for p in base.parameters())
     result["config"] = {k: getattr(cfg, k) for k in ("backbone_depth", "input_size", "depth_bins",
                                                     "deconv_channels", "num_joints", "num_vertices")}
@@ -143,6 +165,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
+    parser.add_argument("--onnx", action="store_true", help="also time ONNX Runtime (exports to a temp folder)")
     parser.add_argument("--memory-child", nargs=3, metavar=("PRESET", "VARIANT", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -150,10 +173,12 @@ def main() -> None:
         memory_child(preset, variant, int(batch))
         return
     torch.set_num_threads(args.threads)
-    variants = ["reference", "separable", "fast"] + (["compiled"] if args.compile else [])
-    report = {"torch": torch.__version__, "threads": args.threads, "runs": args.runs, "cpu_count": os.cpu_count(),
-              "load_avg_start": os.getloadavg()[0],
-              "results": [bench_preset(p, variants, args.batches, args.runs) for p in args.presets]}
+    variants = (["reference", "separable", "fast"] + (["compiled"] if args.compile else [])
+                + (["onnxruntime"] if args.onnx else []))
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as workdir:  # removed also on failure
+        report = {"torch": torch.__version__, "threads": args.threads, "runs": args.runs,
+                  "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
+                  "results": [bench_preset(p, variants, args.batches, args.runs, workdir) for p in args.presets]}
     report["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(report, indent=1))
 

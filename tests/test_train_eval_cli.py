@@ -15,10 +15,14 @@ def test_synth_train_eval_round_trip(tmp_path, anny_body):
                  "--workers", "1"]) == 0
     assert main(["synth", "--out", str(val), "--kind", "body", "--num", "4", "--seed", "2", "--size", "128",
                  "--workers", "1"]) == 0
-    assert main(["train", "--preset", "cpu-small", "--data", str(data), "--out", str(run), "--max-steps", "2",
-                 "--set", "batch_size=4", "num_workers=0", "log_every_steps=1", "keep_epoch_checkpoints=false"]) == 0
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert main(["train", "--preset", "cpu-small", "--data", str(data), "--val", str(val), "--out", str(run),
+                 "--max-steps", "2", "--set", "batch_size=4", "num_workers=0", "log_every_steps=1",
+                 "keep_epoch_checkpoints=false", "val_every_steps=1"]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in lines if "loss" in r]
     assert [r["step"] for r in records] == [1, 2]
+    # validation before training, after step 1, and at the end of the epoch (step 2 = 8 samples / batch 4)
+    assert [r["step"] for r in lines if "val_mpjpe_mm" in r] == [0, 1, 2]
     assert all(r["vertex"] > 0 and r["posenet_pose"] > 0 for r in records)  # mesh targets reach the loss
     out = tmp_path / "results.json"
     assert main(["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(val), "--out",

@@ -59,12 +59,23 @@ def _report_progress(message: str, stop: threading.Event, start: float) -> None:
         logger.warning(line)
 
 
+def _quiet_warp() -> None:
+    """Anny skins with NVIDIA Warp, which prints a banner and a line per kernel load at INFO: keep it to warnings."""
+    try:
+        import warp
+    except ImportError:
+        return
+    if isinstance(warp.config.log_level, int) and warp.config.log_level < logging.WARNING:
+        warp.config.log_level = logging.WARNING
+
+
 def construct_anny(key: str, cache_dir: str | os.PathLike | None = None, **anny_kwargs: Any):
     """``anny.Anny(**anny_kwargs)`` with its cache in ``cache_dir``, building it once (with progress) if needed.
 
     key: "body" or "hand", names the build in messages and in the marker file.
     Returns the Anny module (float64, on the CPU).
     """
+    _quiet_warp()
     import anny
     import anny.paths
     from filelock import FileLock  # a dependency of torch

@@ -56,6 +56,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: at the end of every epoch only
     keep_epoch_checkpoints: bool = True  # checkpoints/epoch_NNN.pt besides last.pt
     log_every_steps: int = 10
+    val_every_steps: int = 0  # 0: validate at epoch ends only; N: also before training and every N steps
     imagenet_weights: str = "none"  # "none", "torchvision" (downloads once) or a path to a state-dict file
     fit_orig_split: bool = False
     augment: bool = True
@@ -247,6 +248,18 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                 save_training_checkpoint(ckpt_dir / name, net, optimizer, None, progress, dataclasses.asdict(cfg))
         barrier(env)
 
+    def validate(epoch: int) -> None:
+        if val_set is not None and env.is_main:
+            from .evaluate import evaluate
+
+            metrics = evaluate(net, val_set, batch_size=cfg.batch_size, device=env.device)
+            log.log({"step": progress["step"], "epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()
+                                                                 if isinstance(v, (int, float))}})
+        barrier(env)
+        _train_mode(net, cfg.freeze_bn)
+
+    if cfg.val_every_steps and progress["step"] == 0:
+        validate(0)
     _train_mode(net, cfg.freeze_bn)
     window_start, window_images = time.perf_counter(), 0
     try:
@@ -298,6 +311,9 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                     window_start, window_images = time.perf_counter(), 0
                 if cfg.checkpoint_every_steps and progress["step"] % cfg.checkpoint_every_steps == 0:
                     checkpoint()
+                if cfg.val_every_steps and progress["step"] % cfg.val_every_steps == 0 \
+                        and progress["batch"] < sampler.batches_per_epoch:  # epoch ends validate anyway
+                    validate(epoch)
                 if on_step is not None:
                     on_step(dict(progress))
                 if progress["step"] >= total_steps:
@@ -306,13 +322,8 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                 progress["epoch"] += 1
                 progress["batch"] = 0
                 checkpoint(f"epoch_{epoch:03d}.pt")
-            if val_set is not None and env.is_main and progress["batch"] == 0:
-                from .evaluate import evaluate
-
-                metrics = evaluate(net, val_set, batch_size=cfg.batch_size, device=env.device)
-                log.log({"step": progress["step"], "epoch": epoch, **{f"val_{k}": v for k, v in metrics.items()
-                                                                     if isinstance(v, (int, float))}})
-                _train_mode(net, cfg.freeze_bn)
+            if progress["batch"] == 0:
+                validate(epoch)
         if progress["batch"] != 0:  # stopped inside an epoch (max_steps)
             checkpoint()
     finally:
