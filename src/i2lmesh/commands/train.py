@@ -37,6 +37,11 @@ def _parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
             raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "3e-4" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
         (model if key.startswith("model.") else top)[key.removeprefix("model.")] = parsed
     return top, model
 

@@ -39,7 +39,7 @@ def open_datasets(paths: Sequence[str | Path], net: I2LMeshNet, train: bool, see
     for path in paths:
         path = Path(path)
         records = read_dataset(path)
-        dataset = RecordDataset(records, spec, train=train, bank=bank, image_root=path, seed=seed, name=str(path))
+        dataset = RecordDataset(records, spec, train=train, bank=bank, seed=seed, name=str(path))
         has_3d = sum(bool(r.has_3d) for r in dataset.records) * 2 >= max(len(dataset.records), 1)
         (sets_3d if has_3d else sets_2d).append(dataset)
     if not train:

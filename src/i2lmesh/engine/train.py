@@ -42,6 +42,7 @@ class TrainConfig:
     out: str = "runs/train"
     epochs: int = 13
     max_steps: int | None = None
+    max_minutes: float | None = None  # stop (and checkpoint) after this much wall time
     batch_size: int = 16  # per process, as the reference (16 per GPU)
     lr: float = 1e-4
     lr_decay_epochs: list[int] = field(default_factory=lambda: [10, 12])
@@ -260,6 +261,7 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
 
     if cfg.val_every_steps and progress["step"] == 0:
         validate(0)
+    started = time.monotonic()
     _train_mode(net, cfg.freeze_bn)
     window_start, window_images = time.perf_counter(), 0
     try:
@@ -316,6 +318,10 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                     validate(epoch)
                 if on_step is not None:
                     on_step(dict(progress))
+                if cfg.max_minutes is not None:
+                    over = torch.tensor(float(time.monotonic() - started > cfg.max_minutes * 60))
+                    if all_reduce_mean(over, env).item() > 0:  # every rank stops at the same step
+                        total_steps = progress["step"]
                 if progress["step"] >= total_steps:
                     break
             if progress["batch"] >= sampler.batches_per_epoch:  # epoch finished
@@ -324,8 +330,10 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                 checkpoint(f"epoch_{epoch:03d}.pt")
             if progress["batch"] == 0:
                 validate(epoch)
-        if progress["batch"] != 0:  # stopped inside an epoch (max_steps)
+        if progress["batch"] != 0:  # stopped inside an epoch (max_steps / max_minutes)
             checkpoint()
+            if cfg.val_every_steps and progress["step"] % cfg.val_every_steps:
+                validate(progress["epoch"])
     finally:
         if bar is not None:
             bar.close()
