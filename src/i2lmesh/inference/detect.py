@@ -1,0 +1,268 @@
+"""Built-in person and hand detection, with weights that ship inside wheels (nothing is downloaded from a hub).
+
+- ``"hog"``: OpenCV's HOG + linear SVM pedestrian detector (Dalal & Triggs, CVPR 2005), always available with
+  ``opencv-python<5``. Bodies only, several people, upright people at least ~100 px tall work best.
+- ``"mediapipe"``: mediapipe 0.10.21's legacy ``solutions`` (BlazePose for one body, the palm + hand landmark
+  models for up to ``max_hands`` hands). Optional extra, not a dependency of i2lmesh because it pins numpy<2::
+
+      pip install "mediapipe==0.10.21"     # i.e. the optional extra  detect = ["mediapipe==0.10.21"]
+
+  Install it in its own environment with numpy<2; it is imported only when asked for.
+- ``"auto"``: mediapipe when importable, else HOG for bodies; for hands without mediapipe there is no built-in
+  detector and :class:`DetectorUnavailable` asks for a box (``--bbox x,y,w,h``).
+
+User boxes (``parse_bbox`` / ``load_boxes_json``) always work and skip detection. Boxes are (x, y, w, h) pixels of
+the image the detector saw, origin at the top-left corner. Latency is measured in docs/inference.md.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+# HOG works on a copy whose longest side is at most this many pixels (speed); boxes are mapped back.
+HOG_MAX_SIDE_PX = 640
+# The default people detector's 64x128 window has ~16 px of margin around a ~96 px tall person: boxes are shrunk
+# by these fractions of the window per side so that they hug the person like an annotated box.
+HOG_MARGIN_X, HOG_MARGIN_Y = 0.15, 0.10
+MEDIAPIPE_VERSION = "0.10.21"
+
+
+class DetectorUnavailable(RuntimeError):
+    """The requested detector cannot run here (missing optional package, or no built-in detector for the kind)."""
+
+
+@dataclass
+class Detection:
+    """One detected person or hand: box (x, y, w, h) image pixels, score in [0, 1], and the detector's name."""
+
+    box_xywh: np.ndarray
+    score: float
+    source: str
+
+
+def parse_bbox(text: str) -> np.ndarray:
+    """``"x,y,w,h"`` (pixels) -> float64 (4,). Raises ValueError with the offending text."""
+    parts = [p for p in text.replace(" ", "").split(",") if p != ""]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"--bbox {text!r}: expected four numbers x,y,w,h in pixels")
+    if values[2] <= 0 or values[3] <= 0:
+        raise ValueError(f"--bbox {text!r}: width and height must be positive")
+    return np.asarray(values, dtype=np.float64)
+
+
+def load_boxes_json(path: str | Path) -> list[np.ndarray] | dict[str, list[np.ndarray]]:
+    """Boxes from a JSON file: a list of [x, y, w, h] (every input), or {"<file name or stem>": [[x,y,w,h], ...]}
+    (per input). Raises ValueError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--boxes {path}: file not found") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--boxes {path}: not a readable JSON file ({exc})") from None
+
+    def as_boxes(items, where: str) -> list[np.ndarray]:
+        if isinstance(items, (list, tuple)) and len(items) == 4 and all(isinstance(v, (int, float)) for v in items):
+            items = [items]  # one bare box
+        if not isinstance(items, (list, tuple)):
+            raise ValueError(f"--boxes {path}: {where} should be a list of [x, y, w, h] boxes")
+        out = []
+        for box in items:
+            if not (isinstance(box, (list, tuple)) and len(box) == 4):
+                raise ValueError(f"--boxes {path}: {where}: {box!r} is not [x, y, w, h]")
+            out.append(parse_bbox(",".join(str(v) for v in box)))
+        return out
+
+    if isinstance(data, dict):
+        return {str(k): as_boxes(v, f"entry {k!r}") for k, v in data.items()}
+    return as_boxes(data, "the top level")
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between boxes a (N,4) and b (M,4), both (x, y, w, h) -> (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    y2 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.4,
+                            containment: float = 0.8) -> np.ndarray:
+    """Greedy NMS. boxes (N,4) xywh, scores (N,). A box is dropped when its IoU with a kept, higher-scoring box
+    exceeds ``iou_threshold`` or when at least ``containment`` of its area lies inside that box (HOG fires on a
+    person's upper body inside the full-body window). Returns the kept indices, best first."""
+    boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    for i in order:
+        if keep:
+            kept = boxes[keep]
+            iou = box_iou(boxes[i], kept)[0]
+            x1 = np.maximum(boxes[i, 0], kept[:, 0])
+            y1 = np.maximum(boxes[i, 1], kept[:, 1])
+            x2 = np.minimum(boxes[i, 0] + boxes[i, 2], kept[:, 0] + kept[:, 2])
+            y2 = np.minimum(boxes[i, 1] + boxes[i, 3], kept[:, 1] + kept[:, 3])
+            inside = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None) / max(boxes[i, 2] * boxes[i, 3], 1e-12)
+            if np.any(iou > iou_threshold) or np.any(inside >= containment):
+                continue
+        keep.append(int(i))
+    return np.asarray(keep, dtype=np.int64)
+
+
+class HOGPersonDetector:
+    """OpenCV's default HOG people detector + NMS. ``min_score`` is on the squashed SVM margin (see ``detect``)."""
+
+    name = "hog"
+
+    def __init__(self, min_score: float = 0.5, max_side_px: int = HOG_MAX_SIDE_PX, scale_step: float = 1.08,
+                 win_stride: int = 8) -> None:
+        import cv2
+
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise DetectorUnavailable("this OpenCV has no HOG detector (OpenCV 5 dropped it): install "
+                                      "'opencv-python-headless<5' or pass a box with --bbox x,y,w,h")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.min_score, self.max_side_px = min_score, max_side_px
+        self.scale_step, self.win_stride = scale_step, win_stride
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """image_rgb (H,W,3) uint8 -> detections (best first). The SVM margin m becomes a score 1/(1+exp(-2m))."""
+        import cv2
+
+        h, w = image_rgb.shape[:2]
+        # Work at a size where people of a typical photo are >= 100 px tall but the pyramid stays small.
+        factor = min(1.0, self.max_side_px / max(h, w)) if max(h, w) > self.max_side_px else \
+            max(1.0, 320.0 / max(h, w))
+        small = image_rgb if factor == 1.0 else cv2.resize(
+            image_rgb, (max(1, round(w * factor)), max(1, round(h * factor))),
+            interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        gray = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
+        if min(gray.shape) < 64:
+            return []
+        stride = (self.win_stride, self.win_stride)
+        rects, weights = self.hog.detectMultiScale(gray, winStride=stride, padding=(16, 16), scale=self.scale_step,
+                                                   groupThreshold=0, hitThreshold=0.0)
+        if len(rects) == 0:
+            return []
+        rects = np.asarray(rects, np.float64).reshape(-1, 4)
+        scores = 1.0 / (1.0 + np.exp(-2.0 * np.asarray(weights, np.float64).reshape(-1)))
+        # Tighten the window around the person, then back to the input's pixels.
+        rects[:, 0] += rects[:, 2] * HOG_MARGIN_X
+        rects[:, 1] += rects[:, 3] * HOG_MARGIN_Y
+        rects[:, 2] *= 1.0 - 2.0 * HOG_MARGIN_X
+        rects[:, 3] *= 1.0 - 2.0 * HOG_MARGIN_Y
+        rects /= factor
+        keep = [i for i in non_maximum_suppression(rects, scores) if scores[i] >= self.min_score]
+        return [Detection(rects[i], float(scores[i]), self.name) for i in keep]
+
+
+def _require_mediapipe():
+    try:
+        import mediapipe as mp  # noqa: F401
+    except ImportError:
+        raise DetectorUnavailable(f"the mediapipe detector needs 'pip install mediapipe=={MEDIAPIPE_VERSION}' (in an "
+                                  "environment with numpy<2), or pass a box with --bbox x,y,w,h") from None
+    if not hasattr(mp, "solutions"):
+        raise DetectorUnavailable(f"mediapipe {getattr(mp, '__version__', '?')} has no legacy 'solutions' models; "
+                                  f"install mediapipe=={MEDIAPIPE_VERSION}, or pass a box with --bbox x,y,w,h")
+    return mp
+
+
+def _landmark_box(landmarks, width: int, height: int, min_visibility: float = 0.3) -> np.ndarray | None:
+    pts = np.array([(p.x * width, p.y * height) for p in landmarks
+                    if getattr(p, "visibility", 1.0) >= min_visibility], dtype=np.float64)
+    if len(pts) < 2:
+        return None
+    lo, hi = pts.min(0), pts.max(0)
+    centre, size = (lo + hi) / 2, (hi - lo) * 1.2  # landmarks sit inside the silhouette: a little margin
+    return np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, size[0], size[1]])
+
+
+class MediaPipeDetector:
+    """mediapipe 0.10.21 legacy solutions: BlazePose (one body per image) or the hand landmarker (several hands).
+    Boxes are the landmark extent enlarged 1.2x; the score is the mean landmark visibility (body) or the
+    handedness score (hand)."""
+
+    name = "mediapipe"
+
+    def __init__(self, kind: str, max_hands: int = 4, min_score: float = 0.5) -> None:
+        mp = _require_mediapipe()
+        self.kind = kind
+        if kind == "body":
+            self.model = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
+                                                min_detection_confidence=min_score)
+        else:
+            self.model = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands,
+                                                  min_detection_confidence=min_score)
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        h, w = image_rgb.shape[:2]
+        result = self.model.process(np.ascontiguousarray(image_rgb))
+        out: list[Detection] = []
+        if self.kind == "body":
+            if result.pose_landmarks is not None:
+                marks = result.pose_landmarks.landmark
+                box = _landmark_box(marks, w, h)
+                if box is not None:
+                    out.append(Detection(box, float(np.mean([p.visibility for p in marks])), self.name))
+        else:
+            for marks, handed in zip(result.multi_hand_landmarks or [], result.multi_handedness or []):
+                box = _landmark_box(marks.landmark, w, h)
+                if box is not None:
+                    out.append(Detection(box, float(handed.classification[0].score), self.name))
+        return out
+
+
+def mediapipe_available() -> bool:
+    try:
+        _require_mediapipe()
+        return True
+    except DetectorUnavailable:
+        return False
+
+
+def create_detector(kind: str, name: str = "auto"):
+    """A detector for ``kind`` ("body" or "hand"): ``name`` "auto", "hog" or "mediapipe". Raises
+    DetectorUnavailable with a one-line instruction when it cannot run here."""
+    assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
+    if name == "auto":
+        name = "mediapipe" if mediapipe_available() else ("hog" if kind == "body" else "none")
+    if name == "mediapipe":
+        return MediaPipeDetector(kind)
+    if name == "hog":
+        if kind == "hand":
+            raise DetectorUnavailable("HOG detects people, not hands: pass the hand's box with --bbox x,y,w,h "
+                                      f"(or install mediapipe=={MEDIAPIPE_VERSION})")
+        return HOGPersonDetector()
+    if name == "none" and kind == "hand":
+        raise DetectorUnavailable("no built-in hand detector without mediapipe: pass the hand's box with --bbox "
+                                  f"x,y,w,h or --boxes FILE.json (or pip install mediapipe=={MEDIAPIPE_VERSION})")
+    raise ValueError(f"unknown detector {name!r}; choose auto, hog or mediapipe")
+
+
+def clip_box_to_image(box_xywh: Sequence[float], width: int, height: int) -> np.ndarray | None:
+    """The part of a box inside the image, or None when nothing of it is."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    x1, y1, x2, y2 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
+    if x2 - x1 < 1.0 or y2 - y1 < 1.0:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1])
+
+
+__all__ = ["Detection", "DetectorUnavailable", "HOGPersonDetector", "MediaPipeDetector", "create_detector",
+           "mediapipe_available", "parse_bbox", "load_boxes_json", "non_maximum_suppression", "box_iou",
+           "clip_box_to_image", "HOG_MAX_SIDE_PX", "MEDIAPIPE_VERSION"]

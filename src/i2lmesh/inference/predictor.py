@@ -1,0 +1,535 @@
+"""The predictor: image(s) -> detect -> crop -> network -> decode -> meshes in camera space, with uncertainty.
+
+    from i2lmesh import Predictor
+    predictor = Predictor.from_checkpoint("body.pt")
+    people = predictor.predict("photo.jpg")               # list of PersonResult, one per detected person
+    people[0].vertices_m, people[0].joints_2d_px, people[0].vertex_uncertainty_mm
+
+Every step follows the reference (official_spec.md 4.2, 4.4, 4.8): the box is sanitised, made square and enlarged
+1.25x (``process_bbox``), cropped with the affine crop (bilinear, zero border) into an S x S patch of RGB in [0, 1]
+(the network applies its checkpoint's own mean/std), and the lixel outputs are decoded with
+:func:`~i2lmesh.geometry.camera.decode_to_camera` with the root depth and intrinsics K.
+
+Frames and units: image pixels of the *original* image (origin top-left) for every 2D output, box and K; camera
+metres (x right, y down, z forward) for 3D outputs; uncertainties in millimetres. Images are read with their EXIF
+orientation applied (the reference ignores it), converted to 8-bit RGB, and downscaled internally when their
+longest side exceeds ``MAX_IMAGE_SIDE_PX`` (outputs are mapped back to the original pixels).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..geometry.camera import decode_to_camera, heatmap_to_crop_px
+from ..geometry.crop import apply_affine, crop_transforms, process_bbox
+from .detect import Detection, DetectorUnavailable, create_detector
+from .root_depth import ASSUMED_BOX_SIZE_M, image_intrinsics, k_value_root_depth
+
+MAX_IMAGE_SIDE_PX = 4096  # larger images are downscaled to this longest side for processing
+MAX_IMAGE_PIXELS = 250_000_000  # larger images are refused (decompression bombs, memory)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+
+
+class BadInputError(ValueError):
+    """An input image, box or option that cannot be used; the message is one line naming the input."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Images
+
+
+@dataclass
+class LoadedImage:
+    """An image ready for processing. rgb (H, W, 3) uint8 is the working copy; ``scale`` = working px / original
+    px (1 unless downscaled); original_size = (W, H) of the input; notes: conversions applied (for the JSON)."""
+
+    rgb: np.ndarray
+    scale: float = 1.0
+    original_size: tuple[int, int] = (0, 0)
+    source: str = "<array>"
+    notes: list[str] = field(default_factory=list)
+
+
+def _to_uint8_rgb(array: np.ndarray, notes: list[str], name: str) -> np.ndarray:
+    """Grayscale / RGBA / 16-bit / float arrays -> (H, W, 3) uint8 RGB."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise BadInputError(f"{name}: expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
+    if array.size == 0 or min(array.shape[:2]) < 1:
+        raise BadInputError(f"{name}: empty image ({array.shape[1] if array.ndim > 1 else 0}x{array.shape[0]} px)")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype == np.uint16 or (np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8):
+        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
+        if peak > 255:
+            notes.append("converted 16-bit to 8-bit")
+        array = np.clip(np.rint(array.astype(np.float64) * (255.0 / peak)), 0, 255).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.floating):
+        finite = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if finite.max(initial=0.0) <= 1.0 else 1.0  # [0, 1] floats, else 0..255 floats
+        notes.append("converted floating-point to 8-bit")
+        array = np.clip(np.rint(finite * scale), 0, 255).astype(np.uint8)
+    if array.ndim == 2:
+        notes.append("converted grayscale to RGB")
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.shape[2] == 4:
+        notes.append("dropped the alpha channel")
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)
+
+
+def _downscale(loaded: LoadedImage, max_side: int = MAX_IMAGE_SIDE_PX) -> LoadedImage:
+    import cv2
+
+    h, w = loaded.rgb.shape[:2]
+    if max(h, w) <= max_side:
+        return loaded
+    factor = max_side / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    loaded.rgb = cv2.resize(loaded.rgb, size, interpolation=cv2.INTER_AREA)
+    # The exact ratio per axis is size/original; we use one factor (rounding changes it by < 1/max_side).
+    loaded.scale *= factor
+    loaded.notes.append(f"downscaled from {w}x{h} to {size[0]}x{size[1]} px (limit {max_side} px)")
+    return loaded
+
+
+def read_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE_PX) -> LoadedImage:
+    """Read an image file as 8-bit RGB with its EXIF orientation applied. Raises BadInputError (one line) for a
+    missing, empty, corrupt, truncated, unsupported or too large file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise BadInputError(f"{path}: empty file")
+    notes: list[str] = []
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise BadInputError(f"{path}: image too large ({w}x{h} px, limit {MAX_IMAGE_PIXELS / 1e6:.0f} MP)")
+            if w < 1 or h < 1:
+                raise BadInputError(f"{path}: empty image ({w}x{h} px)")
+            if im.format == "JPEG" and max(w, h) > 2 * max_side:
+                im.draft("RGB", (w // 2, h // 2))  # let libjpeg decode at a reduced scale: fast for huge photos
+            im.load()
+            orientation = im.getexif().get(0x0112, 1)
+            if orientation not in (None, 1):
+                im = ImageOps.exif_transpose(im)
+                notes.append(f"applied EXIF orientation {orientation}")
+            if im.mode in ("RGB", "L", "I;16", "I;16B", "I;16L", "I;16N", "I", "F", "RGBA"):
+                array = np.asarray(im)
+            else:  # palette, CMYK, LA, YCbCr, 1-bit ...: let Pillow convert
+                notes.append(f"converted {im.mode} to RGB")
+                array = np.asarray(im.convert("RGBA" if "A" in im.mode or im.mode == "P" else "RGB"))
+    except BadInputError:
+        raise
+    except UnidentifiedImageError:
+        raise BadInputError(f"{path}: not an image or an unsupported format") from None
+    except Image.DecompressionBombError:
+        raise BadInputError(f"{path}: image too large (Pillow's decompression-bomb limit)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = "truncated" if "truncated" in str(exc) else "corrupt or unreadable"
+        raise BadInputError(f"{path}: {reason} image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                            ) from None
+    rgb = _to_uint8_rgb(array, notes, str(path))
+    full_w, full_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # displayed size at full resolution
+    loaded = LoadedImage(rgb, rgb.shape[1] / full_w, (full_w, full_h), str(path), notes)
+    if rgb.shape[1] != full_w:  # JPEG decoded in draft mode
+        notes.append(f"decoded at {rgb.shape[1]}x{rgb.shape[0]} px")
+    return _downscale(loaded, max_side)
+
+
+def as_loaded_image(image: Any, max_side: int = MAX_IMAGE_SIDE_PX) -> LoadedImage:
+    """A path or an (H, W[, C]) array (uint8 RGB preferred; gray, RGBA, 16-bit and float are converted)."""
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image, max_side)
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise BadInputError(f"expected an image path or a numpy HxWx3 RGB array, got {type(image).__name__}")
+    notes: list[str] = []
+    rgb = _to_uint8_rgb(image, notes, "<array>")
+    return _downscale(LoadedImage(rgb, 1.0, (rgb.shape[1], rgb.shape[0]), "<array>", notes), max_side)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class PersonResult:
+    """One body or hand in one image. Pixels refer to the original image; 3D is camera metres.
+
+    vertices_m (V,3), joints_m (J,3): camera space (joints = J x mesh, the paper's final pose).
+    joints_2d_px (J,2): the joints in image pixels (from the lixel x/y, exact, no projection needed).
+    faces (F,3) int64. box_xywh (4,): the detector's or the user's box; box_processed_xywh (4,): the square x1.25
+    box that was cropped. box_source: "user", "hog" or "mediapipe". K (3,3): intrinsics used (original pixels);
+    intrinsics_source: "user", "user focal", "image size (f = diagonal)".
+    root_depth_m and root_depth_source: "user" or "k-value (assumed W x H m)".
+    *_uncertainty_xyz_mm (N,3): 1-sigma per axis from the heatmap spreads (x/y through the crop scale and K at each
+    point's depth, z through bbox_3d_size / D); *_uncertainty_mm (N,): their norm.
+    score = detector_score x heatmap_confidence; heatmap_confidence in [0, 1] is 1 - mean joint x/y spread /
+    the spread of a uniform heatmap (0: flat heatmaps, 1: one-hot peaks).
+    """
+
+    kind: str
+    vertices_m: np.ndarray
+    joints_m: np.ndarray
+    joints_2d_px: np.ndarray
+    faces: np.ndarray
+    joint_names: list[str]
+    root_index: int
+    box_xywh: np.ndarray
+    box_processed_xywh: np.ndarray
+    box_source: str
+    K: np.ndarray
+    intrinsics_source: str
+    root_depth_m: float
+    root_depth_source: str
+    vertex_uncertainty_mm: np.ndarray
+    vertex_uncertainty_xyz_mm: np.ndarray
+    joint_uncertainty_mm: np.ndarray
+    joint_uncertainty_xyz_mm: np.ndarray
+    score: float
+    detector_score: float | None
+    heatmap_confidence: float
+
+    def to_dict(self, with_vertices: bool = False) -> dict[str, Any]:
+        """JSON-ready summary (lists of floats). Vertices and faces only when ``with_vertices``."""
+        def r(a, nd=6):
+            return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+        out = {
+            "kind": self.kind, "score": round(self.score, 4), "detector_score": None if self.detector_score is None
+            else round(self.detector_score, 4), "heatmap_confidence": round(self.heatmap_confidence, 4),
+            "box_xywh_px": r(self.box_xywh, 2), "box_processed_xywh_px": r(self.box_processed_xywh, 2),
+            "box_source": self.box_source, "camera": {"K": r(self.K, 4), "source": self.intrinsics_source},
+            "root_depth_m": round(self.root_depth_m, 4), "root_depth_source": self.root_depth_source,
+            "joint_names": list(self.joint_names), "root_index": self.root_index,
+            "joints_2d_px": r(self.joints_2d_px, 2), "joints_3d_m": r(self.joints_m, 5),
+            "joint_uncertainty_mm": r(self.joint_uncertainty_mm, 1),
+            "joint_uncertainty_xyz_mm": r(self.joint_uncertainty_xyz_mm, 1),
+            "vertex_uncertainty_mm": {"mean": round(float(self.vertex_uncertainty_mm.mean()), 1),
+                                      "median": round(float(np.median(self.vertex_uncertainty_mm)), 1),
+                                      "max": round(float(self.vertex_uncertainty_mm.max()), 1)},
+            "num_vertices": int(len(self.vertices_m)), "num_faces": int(len(self.faces)),
+        }
+        if with_vertices:
+            out["vertices_m"] = r(self.vertices_m, 5)
+            out["faces"] = np.asarray(self.faces).tolist()
+            out["vertex_uncertainty_mm_all"] = r(self.vertex_uncertainty_mm, 1)
+        return out
+
+
+def spread_to_camera_mm(spread_bins: np.ndarray, depth_m: np.ndarray, box_width_px: float, box_height_px: float,
+                        K: np.ndarray, heatmap_size: int, depth_bins: int, bbox_3d_size_m: float) -> np.ndarray:
+    """Heatmap spreads (N,3 bins) -> 1-sigma camera-space extents (N,3 mm) at each point's depth (N, metres).
+
+    x/y: bins -> crop px (x input/heatmap) -> image px (x box / input, so x box / heatmap in all) -> metres at depth
+    Z (x Z / f). z: bins -> metres (x bbox_3d_size / D). ``box_*_px`` is the processed (cropped) box, in the same
+    pixels as K; the two crop factors cancel, so the crop size S is not needed.
+    """
+    spread = np.asarray(spread_bins, np.float64)
+    z = np.asarray(depth_m, np.float64)
+    sx = spread[:, 0] * box_width_px / heatmap_size * z / K[0, 0]
+    sy = spread[:, 1] * box_height_px / heatmap_size * z / K[1, 1]
+    sz = spread[:, 2] * bbox_3d_size_m / depth_bins
+    return np.stack([sx, sy, sz], 1) * 1000.0
+
+
+def heatmap_confidence(joint_spread_bins: np.ndarray, heatmap_size: int) -> float:
+    """1 - mean x/y joint spread / the std of a uniform distribution over the heatmap, clipped to [0, 1]."""
+    uniform = math.sqrt((heatmap_size ** 2 - 1) / 12.0)
+    return float(np.clip(1.0 - np.mean(np.asarray(joint_spread_bins)[:, :2]) / uniform, 0.0, 1.0))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The predictor
+
+
+@dataclass
+class _Crop:
+    image_index: int
+    box: np.ndarray  # detection / user box, working px
+    processed: np.ndarray  # square x1.25, working px
+    box_source: str
+    detector_score: float | None
+    patch2img: np.ndarray
+    K: np.ndarray  # working px
+    intrinsics_source: str
+    root_depth_m: float | None
+    patch: np.ndarray  # (S, S, 3) float32 0..255
+
+
+def _crop_patch(rgb: np.ndarray, img2patch: np.ndarray, size: int) -> np.ndarray:
+    """The reference's warpAffine of the float image, computed on the region the patch can sample only (bilinear
+    reads the 2x2 neighbourhood, so a 2 px margin makes it identical to warping the whole float image)."""
+    import cv2
+
+    from ..geometry.crop import invert_affine
+
+    h, w = rgb.shape[:2]
+    corners = apply_affine(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64),
+                           invert_affine(img2patch))
+    x0 = int(np.clip(math.floor(corners[:, 0].min()) - 2, 0, w))
+    x1 = int(np.clip(math.ceil(corners[:, 0].max()) + 3, 0, w))
+    y0 = int(np.clip(math.floor(corners[:, 1].min()) - 2, 0, h))
+    y1 = int(np.clip(math.ceil(corners[:, 1].max()) + 3, 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((size, size, 3), np.float32)
+    region = rgb[y0:y1, x0:x1].astype(np.float32)
+    shifted = img2patch.copy()
+    shifted[:, 2] += img2patch[:, :2] @ np.array([x0, y0], np.float64)
+    return cv2.warpAffine(region, shifted, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
+
+
+class Predictor:
+    """A network plus everything around it. Build with :meth:`from_checkpoint`; call :meth:`predict`.
+
+    net: an I2LMeshNet (eval mode) or an OnnxNetwork; config its ModelConfig; topology its joint names etc.
+    detector: "auto" (mediapipe if installed, else HOG for bodies), "hog" or "mediapipe". batch_size: crops per
+    network call. ``last_timings`` holds the seconds spent per stage in the last :meth:`predict` call.
+    """
+
+    def __init__(self, net, config, topology: dict, faces: np.ndarray, device: str = "cpu", backend: str = "torch",
+                 batch_size: int = 8, detector: str = "auto") -> None:
+        self.net, self.config, self.topology = net, config, dict(topology or {})
+        self.faces = np.asarray(faces, dtype=np.int64)
+        self.device, self.backend, self.batch_size, self.detector_name = device, backend, max(1, batch_size), detector
+        self.kind = config.kind
+        names = self.topology.get("joint_names") or [f"joint_{i}" for i in range(config.num_joints)]
+        self.joint_names = list(names)
+        self.root_index = int(self.topology.get("root_index", 0))
+        self._detectors: dict[str, Any] = {}
+        self.last_timings: dict[str, float] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", backend: str = "torch",
+                        optimise: bool = True, batch_size: int = 8, detector: str = "auto") -> "Predictor":
+        """Load an i2lmesh checkpoint (backend "torch") or an exported .onnx file (backend "onnx").
+
+        optimise: fold BatchNorm and use channels_last (exact up to float rounding; torch backend only).
+        """
+        path = Path(path)
+        if backend == "onnx":
+            if path.suffix != ".onnx":
+                raise BadInputError(f"{path}: --backend onnx needs an .onnx file; make one with "
+                                    f"`i2lmesh export-onnx --checkpoint {path} --out MODEL.onnx`")
+            from ..export.onnx import OnnxNetwork
+
+            net = OnnxNetwork(path)
+            return cls(net, net.config, net.topology, net.faces.numpy(), "cpu", "onnx", batch_size, detector)
+        if backend != "torch":
+            raise BadInputError(f"unknown backend {backend!r}; choose torch or onnx")
+        if path.suffix == ".onnx":
+            raise BadInputError(f"{path}: an ONNX file needs --backend onnx")
+        from ..nets.factory import load_network
+
+        net, config = load_network(path, device)
+        topology, faces = net.topology, net.faces.cpu().numpy()
+        if optimise:
+            from ..nets.fast import optimise_for_inference
+
+            fast = optimise_for_inference(net)
+            fast.topology = topology
+            net = fast
+        return cls(net.eval(), config, topology, faces, str(device), "torch", batch_size, detector)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def check_kind(self, kind: str | None) -> str:
+        if kind is None:
+            return self.kind
+        if kind not in ("body", "hand"):
+            raise BadInputError(f"kind should be body or hand, got {kind!r}")
+        if kind != self.kind:
+            raise BadInputError(f"this checkpoint is a {self.kind} network; it cannot predict a {kind} "
+                                f"(use a {kind} checkpoint, or --kind {self.kind})")
+        return kind
+
+    def detector(self):
+        if self.kind not in self._detectors:
+            self._detectors[self.kind] = create_detector(self.kind, self.detector_name)
+        return self._detectors[self.kind]
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        """Run the built-in detector for this network's kind on an RGB uint8 image."""
+        return self.detector().detect(rgb)
+
+    def _intrinsics(self, value, loaded: LoadedImage) -> tuple[np.ndarray, str]:
+        """K in working pixels from None, a focal length (original px) or a 3x3 K (original px)."""
+        s = loaded.scale
+        h, w = loaded.rgb.shape[:2]
+        if value is None:
+            ow, oh = loaded.original_size
+            K = image_intrinsics(ow, oh)
+            source = "image size (f = diagonal)"
+        elif np.ndim(value) == 0:
+            f = float(value)
+            if not (math.isfinite(f) and f > 0):
+                raise BadInputError(f"the focal length must be a positive number of pixels, got {value}")
+            ow, oh = loaded.original_size
+            K = image_intrinsics(ow, oh, f)
+            source = "user focal"
+        else:
+            K = np.asarray(value, dtype=np.float64)
+            if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise BadInputError(f"intrinsics should be a 3x3 K with positive focal lengths, got {K.tolist()}")
+            source = "user"
+        K_work = np.diag([s, s, 1.0]) @ K
+        del h, w
+        return K_work, source
+
+    # -- the call ------------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def predict(self, image, boxes=None, intrinsics=None, root_depth_m=None, kind: str | None = None):
+        """Meshes for one image or a list of images.
+
+        image: a path, an (H, W, 3) uint8 RGB array (gray, RGBA, 16-bit, float are converted), or a list of them.
+        boxes: None (run the built-in detector), or per image a list of (x, y, w, h) boxes in original pixels
+            (for a single image: a list of boxes or one box). User boxes skip detection.
+        intrinsics: None (f = image diagonal, centre principal point), a focal length in px, or a 3x3 K; for a list
+            of images one value for all or a list with one per image.
+        root_depth_m: None (RootNet-style k-value from the box), a depth in metres for everyone, or per image a
+            list with one depth per box.
+        kind: "body" / "hand" to check against the checkpoint (a mismatch is a BadInputError).
+        Returns: for one image, a list of :class:`PersonResult` (empty when nobody was found); for a list, a list
+        of such lists.
+        """
+        self.check_kind(kind)
+        single = not isinstance(image, (list, tuple))
+        images = [image] if single else list(image)
+        n = len(images)
+
+        def per_image(value, name, is_scalar_like):
+            if single:
+                return [value]
+            if value is None or is_scalar_like(value):
+                return [value] * n
+            value = list(value)
+            if len(value) != n:
+                raise BadInputError(f"{name}: got {len(value)} entries for {n} images")
+            return value
+
+        boxes_per = per_image(boxes, "boxes", lambda v: False) if not single else [boxes]
+        k_per = per_image(intrinsics, "intrinsics", lambda v: np.ndim(v) == 0 or np.shape(v) == (3, 3))
+        depth_per = per_image(root_depth_m, "root_depth_m", lambda v: np.ndim(v) == 0)
+
+        t0 = time.perf_counter()
+        timings = {"load_s": 0.0, "detect_s": 0.0, "crop_s": 0.0, "network_s": 0.0, "decode_s": 0.0}
+        loaded_images: list[LoadedImage] = []
+        crops: list[_Crop] = []
+        size = self.config.input_size
+        for i, (img, user_boxes, k_value, depth_value) in enumerate(zip(images, boxes_per, k_per, depth_per)):
+            t = time.perf_counter()
+            loaded = as_loaded_image(img)
+            loaded_images.append(loaded)
+            timings["load_s"] += time.perf_counter() - t
+            K, k_source = self._intrinsics(k_value, loaded)
+            h, w = loaded.rgb.shape[:2]
+            if user_boxes is not None:
+                arr = np.asarray(user_boxes, dtype=np.float64)
+                arr = arr.reshape(1, 4) if arr.shape == (4,) else arr
+                if arr.ndim != 2 or arr.shape[1] != 4:
+                    raise BadInputError(f"boxes should be (x, y, w, h) rows, got shape {arr.shape}")
+                detections = [Detection(b * loaded.scale, 1.0, "user") for b in arr]
+            else:
+                t = time.perf_counter()
+                try:
+                    detections = self.detect(loaded.rgb)
+                except DetectorUnavailable as exc:
+                    raise BadInputError(str(exc)) from None
+                timings["detect_s"] += time.perf_counter() - t
+            depths = depth_value
+            if depths is not None and np.ndim(depths) > 0:
+                depths = list(np.asarray(depths, np.float64).reshape(-1))
+                if len(depths) != len(detections):
+                    raise BadInputError(f"root_depth_m: {len(depths)} depths for {len(detections)} boxes")
+            t = time.perf_counter()
+            for j, det in enumerate(detections):
+                processed = process_bbox(det.box_xywh, w, h)
+                if processed is None:
+                    shown = np.round(det.box_xywh / loaded.scale, 1).tolist()
+                    raise BadInputError(f"{loaded.source}: box {shown} (x, y, w, h) lies outside the "
+                                        f"{loaded.original_size[0]}x{loaded.original_size[1]} image or is empty")
+                d = depths[j] if isinstance(depths, list) else depths
+                if d is not None and not (math.isfinite(float(d)) and float(d) > 0):
+                    raise BadInputError(f"root depth must be a positive number of metres, got {d}")
+                img2patch, patch2img = crop_transforms(processed, size)
+                crops.append(_Crop(i, det.box_xywh, processed, det.source, None if det.source == "user" else
+                                   det.score, patch2img, K, k_source, None if d is None else float(d),
+                                   _crop_patch(loaded.rgb, img2patch, size)))
+            timings["crop_s"] += time.perf_counter() - t
+
+        results: list[list[PersonResult]] = [[] for _ in range(n)]
+        for start in range(0, len(crops), self.batch_size):
+            chunk = crops[start:start + self.batch_size]
+            t = time.perf_counter()
+            batch = torch.from_numpy(np.stack([c.patch for c in chunk]).transpose(0, 3, 1, 2) / 255.0).float()
+            out = self.net(batch.to(self.device) if self.backend == "torch" else batch)
+            arrays = {name: getattr(out, name).detach().float().cpu().numpy().astype(np.float64) for name in
+                      ("joints_spread", "vertices_hm", "vertices_spread", "mesh_joints_hm")}
+            timings["network_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            for b, crop in enumerate(chunk):
+                person = self._decode(crop, {k: v[b] for k, v in arrays.items()}, loaded_images[crop.image_index])
+                results[crop.image_index].append(person)
+            timings["decode_s"] += time.perf_counter() - t
+        timings["total_s"] = time.perf_counter() - t0
+        self.last_timings = timings
+        self.last_images = loaded_images
+        return results[0] if single else results
+
+    def _decode(self, crop: _Crop, out: dict[str, np.ndarray], loaded: LoadedImage) -> PersonResult:
+        cfg = self.config
+        s = loaded.scale
+        if crop.root_depth_m is None:
+            root_depth = k_value_root_depth(crop.processed, crop.K, self.kind)
+            w_m, h_m = ASSUMED_BOX_SIZE_M[self.kind]
+            depth_source = f"k-value (assumed {w_m:g} x {h_m:g} m)"
+        else:
+            root_depth, depth_source = crop.root_depth_m, "user"
+        decode = dict(bb2img_trans=crop.patch2img, root_depth_m=root_depth, K=crop.K, input_size=cfg.input_size,
+                      heatmap_size=cfg.heatmap_size, depth_bins=cfg.depth_bins, bbox_3d_size_m=cfg.bbox_3d_size_m)
+        vertices = decode_to_camera(out["vertices_hm"], **decode)
+        joints = decode_to_camera(out["mesh_joints_hm"], **decode)
+        joints_px = apply_affine(heatmap_to_crop_px(out["mesh_joints_hm"][:, :2], cfg.input_size, cfg.heatmap_size),
+                                 crop.patch2img)
+        unc = dict(box_width_px=crop.processed[2], box_height_px=crop.processed[3], K=crop.K,
+                   heatmap_size=cfg.heatmap_size, depth_bins=cfg.depth_bins, bbox_3d_size_m=cfg.bbox_3d_size_m)
+        vertex_unc = spread_to_camera_mm(out["vertices_spread"], vertices[:, 2], **unc)
+        joint_unc = spread_to_camera_mm(out["joints_spread"], joints[:, 2], **unc)
+        confidence = heatmap_confidence(out["joints_spread"], cfg.heatmap_size)
+        det_score = crop.detector_score
+        K_orig = np.diag([1.0 / s, 1.0 / s, 1.0]) @ crop.K
+        return PersonResult(
+            kind=self.kind, vertices_m=vertices.astype(np.float32), joints_m=joints.astype(np.float32),
+            joints_2d_px=(joints_px / s).astype(np.float32), faces=self.faces, joint_names=self.joint_names,
+            root_index=self.root_index, box_xywh=crop.box / s, box_processed_xywh=crop.processed / s,
+            box_source=crop.box_source, K=K_orig, intrinsics_source=crop.intrinsics_source,
+            root_depth_m=float(root_depth), root_depth_source=depth_source,
+            vertex_uncertainty_mm=np.linalg.norm(vertex_unc, axis=1).astype(np.float32),
+            vertex_uncertainty_xyz_mm=vertex_unc.astype(np.float32),
+            joint_uncertainty_mm=np.linalg.norm(joint_unc, axis=1).astype(np.float32),
+            joint_uncertainty_xyz_mm=joint_unc.astype(np.float32),
+            score=confidence * (1.0 if det_score is None else det_score), detector_score=det_score,
+            heatmap_confidence=confidence)
+
+
+__all__ = ["Predictor", "PersonResult", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",
+           "spread_to_camera_mm", "heatmap_confidence", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]

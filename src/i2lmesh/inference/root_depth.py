@@ -1,0 +1,53 @@
+"""Camera intrinsics and the absolute depth of the root joint when the user does not know them.
+
+Root depth: the RootNet k-value (Moon et al., ICCV 2019, eq. 1) used directly as the estimate,
+``Z = sqrt(fx * fy * A_real / A_box)``: a person of a known physical area ``A_real`` (m^2) seen with focal
+lengths fx, fy (px) covers ``A_box`` px^2 at depth Z. RootNet corrects k with a learned image factor; we have no
+RootNet, so the error of the bare k-value on synthetic data (where the truth is known) is measured in
+docs/inference.md. ``A_box`` is the area of the *processed* box (square, x1.25), as in RootNet, and ``A_real`` is
+RootNet's 2 m x 2 m for bodies and 0.3 m x 0.3 m for hands (the bbox_3d_size of each kind).
+
+Because Z scales with f, the metric size of the decoded mesh (X = (u - cx) / fx Z) does not depend on the focal
+length chosen: a wrong focal moves the person along the ray, it does not shrink it.
+
+Intrinsics: the user's K when known; else ``image_intrinsics``: principal point at the image centre and
+f = sqrt(W^2 + H^2) px (a ~53 degree diagonal field of view, a typical phone/webcam lens; as CLIFF, Li et al.,
+ECCV 2022). The reference uses f = 1500 px whatever the image size (``focal_px=DEFAULT_FOCAL_PX``), which is a
+long lens for a 640 px wide photo (24 degrees horizontally) and a wide one for a 4000 px photo.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..geometry.camera import intrinsics
+
+# Assumed physical extent of the processed box (square x1.25) per kind, metres: RootNet's k-value areas.
+ASSUMED_BOX_SIZE_M = {"body": (2.0, 2.0), "hand": (0.3, 0.3)}
+
+
+def image_intrinsics(image_width: int, image_height: int, focal_px: float | None = None) -> np.ndarray:
+    """K for an unknown camera: f = ``focal_px`` or the image diagonal sqrt(W^2 + H^2) px, principal point at
+    (W/2, H/2) (the reference's centre convention)."""
+    f = float(focal_px) if focal_px is not None else math.hypot(image_width, image_height)
+    assert f > 0, f"the focal length must be positive, got {f}."
+    return intrinsics(f, (image_width / 2.0, image_height / 2.0))
+
+
+def k_value_root_depth(box_xywh: Sequence[float], K: np.ndarray, kind: str = "body",
+                       real_size_m: tuple[float, float] | None = None) -> float:
+    """RootNet's k-value as a root depth estimate, metres: sqrt(fx fy A_real / A_box).
+
+    box_xywh: the processed box (square x1.25, image px). K: 3x3 intrinsics (px). kind selects the assumed
+    real size (``ASSUMED_BOX_SIZE_M``) unless ``real_size_m`` (w, h metres) is given.
+    """
+    w_m, h_m = real_size_m if real_size_m is not None else ASSUMED_BOX_SIZE_M[kind]
+    area_px = float(box_xywh[2]) * float(box_xywh[3])
+    assert area_px > 0, f"the box must have a positive area, got {list(box_xywh)}."
+    K = np.asarray(K, dtype=np.float64)
+    return math.sqrt(K[0, 0] * K[1, 1] * w_m * h_m / area_px)
+
+
+__all__ = ["ASSUMED_BOX_SIZE_M", "image_intrinsics", "k_value_root_depth"]
