@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "synth": "synth",
     "train": "train",
     "eval": "eval",
+    "demo": "demo",
 }
 
 

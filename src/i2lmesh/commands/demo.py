@@ -1,0 +1,332 @@
+"""``i2lmesh demo``: meshes for images, folders and videos, with overlays, OBJ/GLB meshes and JSON. See
+docs/inference.md.
+
+Exit codes: 0 every input done (including inputs where nobody was found: their JSON says so); 1 at least one input
+failed (each failure is one line on stderr, the other inputs still complete); 2 a usage error that stops the whole
+run (checkpoint missing or of the wrong kind, no inputs, a bad option).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HELP = "Run a checkpoint on images, folders or videos: overlays, OBJ/GLB meshes and JSON (joints, camera, box)."
+
+log = logging.getLogger(__name__)
+
+OVERLAY_MAX_SIDE_PX = 2048  # overlay pictures and videos are rendered at most this large (longest side)
+PALETTE = ((0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.84, 0.62), (0.88, 0.80, 0.50), (0.78, 0.62, 0.86))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images, folders of images/videos, "
+                        "or videos")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="i2lmesh checkpoint (.pt), or an .onnx "
+                        "file with --backend onnx")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--bbox", action="append", default=None, metavar="x,y,w,h", help="a box in pixels of the "
+                        "original image (repeat for several people); skips detection; used for every input")
+    parser.add_argument("--boxes", type=Path, default=None, metavar="JSON", help="boxes from a JSON file: a list of "
+                        "[x, y, w, h] for every input, or {\"file name or stem\": [[x, y, w, h], ...]}")
+    parser.add_argument("--focal", type=float, default=None, metavar="F", help="focal length in pixels of the "
+                        "original image (default: the image diagonal; the reference uses 1500)")
+    parser.add_argument("--root-depth", type=float, default=None, metavar="M", help="distance of the root joint "
+                        "from the camera in metres (default: estimated from the box size)")
+    parser.add_argument("--kind", choices=("body", "hand"), default=None, help="check that the checkpoint is of "
+                        "this kind (default: the checkpoint's)")
+    parser.add_argument("--detector", choices=("auto", "hog", "mediapipe"), default="auto", help="built-in "
+                        "detector (auto: mediapipe if installed, else HOG for bodies)")
+    parser.add_argument("--smooth", action="store_true", help="videos: One Euro temporal smoothing of the meshes")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="network runtime")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=8, help="crops per network call")
+    parser.add_argument("--max-frames", type=int, default=None, help="videos: stop after this many frames")
+    parser.add_argument("--ply", action="store_true", help="also write STEM.ply (with per-vertex uncertainty)")
+    parser.add_argument("--npz", action="store_true", help="also write STEM.npz (all arrays)")
+    parser.add_argument("--render-backend", choices=("numba", "gl", "auto"), default="numba",
+                        help="rasteriser for overlays (default numba: no GL needed, ~3 ms per frame)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pictures
+
+
+def _side_view(results, K: np.ndarray, size_hw: tuple[int, int], backend: str):
+    """The meshes turned 90 degrees about the vertical axis through their common centre, seen by the same camera
+    from the same distance (so the picture shows depth: the person's profile)."""
+    everything = np.concatenate([r.vertices_m for r in results]).astype(np.float64)
+    centre = 0.5 * (everything.min(0) + everything.max(0))
+    rot = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # 90 degrees about camera y
+    h, w = size_hw
+    K_side = K.copy()
+    K_side[0, 2], K_side[1, 2] = w / 2.0, h / 2.0
+    # Put the turned meshes in front of the camera at the same depth, centred in the panel.
+    target = np.array([0.0, 0.0, max(centre[2], 0.5)])
+    return _render_people([(r.vertices_m - centre) @ rot.T + target for r in results], results, K_side, size_hw,
+                          backend)
+
+
+def _render_people(vertex_sets, results, K, size_hw, backend):
+    from ..render import render_mesh
+
+    h, w = size_hw
+    color = np.zeros((h, w, 3), np.float32)
+    depth = np.full((h, w), np.inf, np.float32)
+    mask = np.zeros((h, w), bool)
+    for i, (vertices, r) in enumerate(zip(vertex_sets, results)):
+        out = render_mesh(vertices, r.faces, K, (h, w), vertex_colors=PALETTE[i % len(PALETTE)], backend=backend)
+        nearer = out.mask & (out.depth_m < depth)
+        color[nearer] = out.color[nearer]
+        depth[nearer] = out.depth_m[nearer]
+        mask |= out.mask
+    return color, mask
+
+
+def overlay_picture(rgb: np.ndarray, results, K: np.ndarray, backend: str = "numba",
+                    max_side: int = OVERLAY_MAX_SIDE_PX) -> np.ndarray:
+    """[image with the meshes drawn over it | side view], RGB uint8, at most ``max_side`` px on its longest side.
+
+    rgb: the image (H, W, 3) uint8 whose pixels ``K`` (3x3) refers to."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    factor = min(1.0, max_side / max(h, w))
+    if factor < 1.0:
+        rgb = cv2.resize(rgb, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+        h, w = rgb.shape[:2]
+    K = np.diag([factor, factor, 1.0]) @ np.asarray(K, np.float64)
+    photo = rgb.astype(np.float32) / 255.0
+    side = np.full_like(photo, 0.15)
+    if results:
+        color, mask = _render_people([r.vertices_m for r in results], results, K, (h, w), backend)
+        alpha = 0.85 * mask[..., None]
+        photo = (1 - alpha) * photo + alpha * color
+        side_color, side_mask = _side_view(results, K, (h, w), backend)
+        side[side_mask] = side_color[side_mask]
+    gap = np.ones((h, max(2, w // 100), 3), np.float32)
+    return np.clip(np.rint(np.concatenate([photo, gap, side], 1) * 255), 0, 255).astype(np.uint8)
+
+
+def _save_png(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(rgb).save(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def collect_inputs(paths: list[Path]) -> tuple[list[Path], int]:
+    """Files to process (folders expanded to their image and video files, sorted), and the number of other files
+    skipped in folders."""
+    from ..inference.predictor import IMAGE_SUFFIXES
+    from ..inference.video import VIDEO_SUFFIXES
+
+    files, skipped = [], 0
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+                    files.append(child)
+                elif child.is_file():
+                    skipped += 1
+        else:
+            files.append(path)  # missing or odd files get their one-line error when processed
+    return files, skipped
+
+
+def _boxes_for(path: Path, args, boxes_json) -> list[np.ndarray] | None:
+    if args.bbox:
+        from ..inference.detect import parse_bbox
+
+        return [parse_bbox(text) for text in args.bbox]
+    if boxes_json is None:
+        return None
+    if isinstance(boxes_json, list):
+        return boxes_json
+    for key in (path.name, path.stem, str(path)):
+        if key in boxes_json:
+            return boxes_json[key]
+    return None  # not listed: detect
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, i = path.stem, 1
+    while stem in used:
+        stem, i = f"{path.stem}_{i}", i + 1
+    used.add(stem)
+    return stem
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Work
+
+
+def _image_info(path: Path, loaded, predictor) -> dict:
+    return {"input": str(path), "image_size_px": list(loaded.original_size), "processing_scale": loaded.scale,
+            "notes": list(loaded.notes), "checkpoint_kind": predictor.kind, "backend": predictor.backend}
+
+
+def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
+    from ..export.meshes import write_glb, write_obj, write_ply, write_results_json, write_results_npz
+
+    out = args.out
+    results = predictor.predict(str(path), boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
+    loaded = predictor.last_images[0]
+    info = _image_info(path, loaded, predictor)
+    info["timings_s"] = {k: round(v, 4) for k, v in predictor.last_timings.items()}
+    # The overlay is drawn on the working copy of the image, so K goes to its pixels.
+    K_orig = results[0].K if results else _default_K(predictor, loaded, args)
+    K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
+    if not results:
+        info["camera"] = {"K": np.round(K_orig, 4).tolist()}
+    _save_png(out / f"{stem}_overlay.png", overlay_picture(loaded.rgb, results, K_work, args.render_backend))
+    write_results_json(out / f"{stem}.json", results, info)
+    if results:
+        meshes = [(r.vertices_m, r.faces) for r in results]
+        write_obj(out / f"{stem}.obj", meshes)
+        write_glb(out / f"{stem}.glb", meshes, colors=[PALETTE[i % len(PALETTE)] for i in range(len(results))])
+        if args.ply:
+            write_ply(out / f"{stem}.ply", meshes, {"uncertainty_mm": [r.vertex_uncertainty_mm for r in results]})
+        if args.npz:
+            write_results_npz(out / f"{stem}.npz", results)
+    return len(results)
+
+
+def _default_K(predictor, loaded, args) -> np.ndarray:
+    K, _ = predictor._intrinsics(args.focal, loaded)
+    return np.diag([1.0 / loaded.scale, 1.0 / loaded.scale, 1.0]) @ K
+
+
+def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool) -> int:
+    from ..export.meshes import write_results_json
+    from ..inference.smoothing import OneEuroFilter
+    from ..inference.video import VideoReader, VideoWriter
+
+    frames_dir = args.out / f"{stem}_frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    filters: dict[tuple[int, str], OneEuroFilter] = {}
+    people_total = 0
+    with VideoReader(path, args.max_frames) as reader, VideoWriter(args.out / f"{stem}_overlay.mp4",
+                                                                  reader.fps) as writer:
+        bar = _progress(total=reader.num_frames if reader.num_frames > 0 else None, desc=path.name, unit="frame",
+                        enabled=progress, leave=False)
+        dt = 1.0 / reader.fps
+        for index, time_s, rgb in reader:
+            results = predictor.predict(rgb, boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
+            loaded = predictor.last_images[0]
+            # Keep people in a stable order (left to right) so that smoothing follows the same person.
+            results = sorted(results, key=lambda r: r.box_xywh[0] + r.box_xywh[2] / 2)
+            if args.smooth:
+                for p, r in enumerate(results):
+                    for name in ("vertices_m", "joints_m", "joints_2d_px"):
+                        filt = filters.setdefault((p, name), OneEuroFilter())
+                        setattr(r, name, filt(getattr(r, name), dt).astype(np.float32))
+            K_orig = results[0].K if results else _default_K(predictor, loaded, args)
+            K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
+            writer.write(overlay_picture(loaded.rgb, results, K_work, args.render_backend))
+            info = _image_info(path, loaded, predictor)
+            info.update({"frame": index, "time_s": round(time_s, 4), "smoothed": bool(args.smooth)})
+            write_results_json(frames_dir / f"frame_{index:06d}.json", results, info)
+            people_total += len(results)
+            bar.update(1)
+        bar.close()
+    return people_total
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import UserError
+    from ..inference.detect import DetectorUnavailable, create_detector, load_boxes_json
+    from ..inference.predictor import BadInputError, Predictor
+    from ..inference.video import is_video
+    from ..nets.factory import CheckpointError
+
+    if args.focal is not None and not (math.isfinite(args.focal) and args.focal > 0):
+        raise UserError(f"--focal must be a positive number of pixels, got {args.focal}")
+    if args.root_depth is not None and not (math.isfinite(args.root_depth) and args.root_depth > 0):
+        raise UserError(f"--root-depth must be a positive number of metres, got {args.root_depth}")
+    if args.bbox and args.boxes:
+        raise UserError("give boxes with --bbox or with --boxes, not both")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.bbox:
+        from ..inference.detect import parse_bbox
+
+        for text in args.bbox:
+            parse_bbox(text)  # a ValueError here is a one-line usage error
+    boxes_json = load_boxes_json(args.boxes) if args.boxes else None
+    files, skipped = collect_inputs(args.inputs)
+    if not files:
+        raise UserError("no images or videos found in " + ", ".join(str(p) for p in args.inputs))
+    try:
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
+                                              batch_size=args.batch_size, detector=args.detector)
+        predictor.check_kind(args.kind)
+    except (CheckpointError, BadInputError) as exc:
+        raise UserError(str(exc)) from None
+    needs_detector = [f for f in files if _boxes_for(f, args, boxes_json) is None]
+    if needs_detector:
+        try:
+            predictor._detectors[predictor.kind] = create_detector(predictor.kind, args.detector)
+        except DetectorUnavailable as exc:
+            raise UserError(str(exc)) from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    if skipped:
+        log.info("demo: ignored %d file(s) in the input folders that are neither images nor videos", skipped)
+
+    used: set[str] = set()
+    failures = 0
+    start = time.perf_counter()
+    bar = _progress(total=len(files), desc="demo", unit="input", enabled=not args.no_progress)
+    for path in files:
+        stem = _unique_stem(path, used)
+        try:
+            boxes = _boxes_for(path, args, boxes_json)
+            if is_video(path):
+                found = process_video(path, stem, predictor, args, boxes, not args.no_progress)
+            else:
+                found = process_image(path, stem, predictor, args, boxes)
+                if found == 0:
+                    log.info("demo: %s: no %s found (see %s.json)", path, predictor.kind, stem)
+        except (BadInputError, DetectorUnavailable, ValueError, OSError) as exc:
+            failures += 1
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"i2lmesh demo: skipped {path}: {message}" if str(path) not in message else
+                  f"i2lmesh demo: skipped: {message}", file=sys.stderr)
+            if getattr(args, "verbose", False):
+                raise
+        except Exception as exc:  # an unexpected failure on one input must not stop the others
+            failures += 1
+            print(f"i2lmesh demo: failed on {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                  " (run with -v for the traceback)", file=sys.stderr)
+            if getattr(args, "verbose", False):
+                raise
+        bar.update(1)
+    bar.close()
+    done = len(files) - failures
+    log.info("demo: %d of %d input(s) done in %.1f s -> %s", done, len(files), time.perf_counter() - start, args.out)
+    return 1 if failures else 0
