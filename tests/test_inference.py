@@ -1,0 +1,307 @@
+"""Inference tests: the predictor against the raw network + decoder, reference preprocessing, batching, uncertainty
+units, root depth, One Euro, mesh files, detection, bad inputs and the demo command. Tiny random networks only."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from i2lmesh import get_preset, save_network
+from i2lmesh.export.meshes import read_glb, read_obj, read_ply, write_glb, write_obj, write_ply
+from i2lmesh.geometry import crop_transforms, decode_to_camera, process_bbox, warp_image
+from i2lmesh.inference import (BadInputError, OneEuroFilter, Predictor, k_value_root_depth, load_boxes_json,
+                               non_maximum_suppression, parse_bbox, read_image)
+from i2lmesh.inference.predictor import _crop_patch, spread_to_camera_mm
+from i2lmesh.nets import I2LMeshNet
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks run fastest on one thread (and do not fight other processes for the cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_net(kind="body", seed=0):
+    config = get_preset("cpu-small", backbone_depth=18, input_size=64, depth_bins=16, deconv_channels=16,
+                        num_joints=5, num_vertices=40, kind=kind)
+    torch.manual_seed(seed)
+    reg = torch.rand(5, 40)
+    reg = reg / reg.sum(1, keepdim=True)
+    net = I2LMeshNet(config, reg, torch.randint(0, 40, (60, 3)))
+    with torch.no_grad():  # make the heads' outputs depend visibly on the input
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    net.topology = {"kind": kind, "joint_names": [f"j{i}" for i in range(5)], "root_index": 0}
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_body.pt"
+    save_network(_tiny_net(), path)
+    return path
+
+
+def _rendered_image(width=160, height=120, seed=0):
+    """A lit sphere over a noise background (RGB uint8), rendered by our rasteriser."""
+    from i2lmesh.render import icosphere, render_mesh
+
+    rng = np.random.default_rng(seed)
+    vertices, faces = icosphere(2, 0.3)
+    K = np.array([[200.0, 0, width / 2], [0, 200.0, height / 2], [0, 0, 1]])
+    out = render_mesh(vertices + [0.1, 0.0, 2.0], faces, K, (height, width), backend="numba")
+    background = rng.integers(0, 255, (height, width, 3)).astype(np.float32) / 255
+    image = np.where(out.mask[..., None], out.color, background)
+    return (image * 255).astype(np.uint8), K
+
+
+def test_predictor_equals_raw_network_and_decoder(checkpoint):
+    image, K = _rendered_image()
+    predictor = Predictor.from_checkpoint(checkpoint, optimise=False)
+    box = [60.0, 25.0, 50.0, 70.0]
+    (person,) = predictor.predict(image, boxes=[box], intrinsics=K, root_depth_m=2.5)
+    cfg = predictor.config
+    processed = process_bbox(box, image.shape[1], image.shape[0])
+    img2patch, patch2img = crop_transforms(processed, cfg.input_size)
+    patch = warp_image(image.astype(np.float32), img2patch, cfg.input_size)  # the reference's float warp
+    with torch.no_grad():
+        out = predictor.net(torch.from_numpy(patch.transpose(2, 0, 1) / 255.0).float()[None])
+    args = (patch2img, 2.5, K, cfg.input_size, cfg.heatmap_size, cfg.depth_bins, cfg.bbox_3d_size_m)
+    expected_v = decode_to_camera(out.vertices_hm[0].double().numpy(), *args)
+    expected_j = decode_to_camera(out.mesh_joints_hm[0].double().numpy(), *args)
+    assert person.vertices_m.shape == (40, 3) and person.joints_m.shape == (5, 3)
+    assert person.joints_2d_px.shape == (5, 2) and person.faces.shape == (60, 3)
+    np.testing.assert_allclose(person.vertices_m, expected_v, atol=1e-5)
+    np.testing.assert_allclose(person.joints_m, expected_j, atol=1e-5)
+    # 2D joints are the projections of the 3D joints (metres in, pixels out).
+    uv = person.joints_m[:, :2] / person.joints_m[:, 2:] * K[0, 0] + K[:2, 2]
+    np.testing.assert_allclose(person.joints_2d_px, uv, atol=1e-3)
+    np.testing.assert_allclose(person.box_processed_xywh, processed)
+    assert person.root_depth_source == "user" and person.intrinsics_source == "user"
+    assert person.vertex_uncertainty_mm.shape == (40,) and person.vertex_uncertainty_xyz_mm.shape == (40, 3)
+    assert np.all(person.vertex_uncertainty_mm > 0) and 0.0 <= person.score <= 1.0
+    # Uncertainty norm is the norm of the per-axis values, all in millimetres.
+    np.testing.assert_allclose(person.joint_uncertainty_mm, np.linalg.norm(person.joint_uncertainty_xyz_mm, axis=1),
+                               rtol=1e-5)
+    # Optimised network (BN folded, channels_last) gives the same meshes.
+    fast = Predictor.from_checkpoint(checkpoint, optimise=True)
+    (same,) = fast.predict(image, boxes=[box], intrinsics=K, root_depth_m=2.5)
+    np.testing.assert_allclose(same.vertices_m, person.vertices_m, atol=1e-4)
+
+
+def test_box_is_processed_as_the_reference():
+    # (10, 20, 40, 80): x2 = 10 + 39, y2 = 20 + 79 -> w 39, h 79, centre (29.5, 59.5); square 79, x1.25 = 98.75.
+    box = process_bbox([10, 20, 40, 80], 640, 480)
+    np.testing.assert_allclose(box, [29.5 - 98.75 / 2, 59.5 - 98.75 / 2, 98.75, 98.75])
+
+
+def test_crop_of_the_region_equals_warping_the_whole_image():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (90, 130, 3)).astype(np.uint8)
+    for box in ([20.3, 10.7, 40.0, 55.0], [-30.0, -20.0, 80.0, 60.0], [100.0, 60.0, 60.0, 60.0]):
+        img2patch, _ = crop_transforms(box, 64)
+        np.testing.assert_array_equal(_crop_patch(image, img2patch, 64),
+                                      warp_image(image.astype(np.float32), img2patch, 64))
+
+
+def test_batching_gives_the_same_results(checkpoint):
+    images = [_rendered_image(seed=s)[0] for s in range(3)]
+    boxes = [[[60, 25, 50, 70], [10, 10, 40, 40]], [[30, 20, 60, 80]], [[5, 5, 100, 100], [80, 30, 30, 50]]]
+    one = Predictor.from_checkpoint(checkpoint, optimise=False, batch_size=1).predict(images, boxes=boxes)
+    many = Predictor.from_checkpoint(checkpoint, optimise=False, batch_size=8).predict(images, boxes=boxes)
+    assert [len(r) for r in many] == [2, 1, 2]
+    for people_a, people_b in zip(one, many):
+        for a, b in zip(people_a, people_b):
+            np.testing.assert_allclose(a.vertices_m, b.vertices_m, rtol=1e-5, atol=1e-4)
+            np.testing.assert_allclose(a.vertex_uncertainty_mm, b.vertex_uncertainty_mm, rtol=1e-4)
+
+
+def test_uncertainty_units_analytic():
+    # 1 bin of x spread, 256 px box, 64 bins -> 4 image px; at 2 m with f = 1000 px -> 8 mm.
+    # 1 depth bin of 64 over 2 m -> 31.25 mm.
+    K = np.array([[1000.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    mm = spread_to_camera_mm(np.array([[1.0, 1.0, 1.0]]), np.array([2.0]), 256.0, 256.0, K, 64, 64, 2.0)
+    np.testing.assert_allclose(mm, [[8.0, 16.0, 31.25]])
+    grown = spread_to_camera_mm(np.array([[2.0, 3.0, 0.5]]), np.array([2.0]), 256.0, 256.0, K, 64, 64, 2.0)
+    np.testing.assert_allclose(grown, [[16.0, 48.0, 15.625]])
+    farther = spread_to_camera_mm(np.array([[1.0, 1.0, 1.0]]), np.array([4.0]), 256.0, 256.0, K, 64, 64, 2.0)
+    assert farther[0, 0] == pytest.approx(16.0) and farther[0, 2] == pytest.approx(31.25)
+
+
+def test_k_value_root_depth_analytic_and_on_synthetic_records(tmp_path):
+    # A 2 m x 2 m square at 5 m seen with f = 1000 covers 400 x 400 px.
+    K = np.diag([1000.0, 1000.0, 1.0])
+    assert k_value_root_depth([0, 0, 400, 400], K, "body") == pytest.approx(5.0)
+    assert k_value_root_depth([0, 0, 100, 100], K, "hand") == pytest.approx(2.0)
+    from i2lmesh.data.formats.i2lmesh import read_dataset
+    from i2lmesh.data.synth import SynthConfig, generate
+
+    generate(SynthConfig(kind="body", num=12, seed=3, size=128), tmp_path, workers=1, progress=False)
+    errors = []
+    for record in read_dataset(tmp_path):
+        box = process_bbox(record.bbox_xywh, *record.image_size)
+        errors.append(abs(k_value_root_depth(box, record.K, "body") / record.root_depth_m - 1.0))
+    assert np.median(errors) < 0.3, f"median relative root-depth error {np.median(errors):.2f}"
+
+
+def test_one_euro_filter():
+    f = OneEuroFilter(min_cutoff_hz=1.0, beta=0.0)
+    constant = np.full((4, 3), 1.5)
+    for _ in range(10):
+        np.testing.assert_allclose(f(constant, 1 / 30), constant)
+    rng = np.random.default_rng(0)
+    noisy = 1.0 + rng.normal(0, 0.05, 300)  # jitter around a still point
+    f = OneEuroFilter(min_cutoff_hz=1.0, beta=0.0)
+    smooth = np.array([f(np.array([x]), 1 / 30)[0] for x in noisy])
+    assert np.abs(smooth - 1.0)[30:].mean() < 0.5 * np.abs(noisy - 1.0)[30:].mean()
+    assert np.std(np.diff(smooth)) < 0.3 * np.std(np.diff(noisy))
+
+    def frames_to_follow_a_step(beta):  # a 1 m jump: the speed term (beta) opens the filter up
+        f = OneEuroFilter(min_cutoff_hz=1.0, beta=beta)
+        f(np.zeros(1), 1 / 30)
+        return next(i for i in range(1, 300) if f(np.ones(1), 1 / 30)[0] > 0.9)
+
+    assert frames_to_follow_a_step(5.0) < frames_to_follow_a_step(0.0)
+
+
+def test_mesh_files_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    v1, v2 = rng.normal(size=(30, 3)), rng.normal(size=(12, 3))
+    f1, f2 = rng.integers(0, 30, (50, 3)), rng.integers(0, 12, (20, 3))
+    vertices, faces = read_obj(write_obj(tmp_path / "m.obj", [(v1, f1), (v2, f2)]))
+    assert vertices.shape == (42, 3) and faces.shape == (70, 3)
+    np.testing.assert_allclose(vertices, np.concatenate([v1, v2]), atol=1e-6)
+    np.testing.assert_array_equal(faces, np.concatenate([f1, f2 + 30]))
+    vertices, faces, extra = read_ply(write_ply(tmp_path / "m.ply", (v1, f1), {"uncertainty_mm": [np.arange(30)]}))
+    np.testing.assert_allclose(vertices, v1, atol=1e-6)
+    np.testing.assert_array_equal(faces, f1)
+    np.testing.assert_allclose(extra["uncertainty_mm"], np.arange(30))
+    path = write_glb(tmp_path / "m.glb", [(v1, f1), (v2, f2)])
+    data = path.read_bytes()
+    assert data[:4] == b"glTF" and int.from_bytes(data[8:12], "little") == len(data) and len(data) % 4 == 0
+    gltf, meshes = read_glb(path)
+    assert gltf["asset"]["version"] == "2.0" and len(gltf["nodes"]) == 2
+    np.testing.assert_allclose(meshes[1][0], v2, atol=1e-6)
+    np.testing.assert_array_equal(meshes[0][1], f1)
+    # The glTF frame is y up: raw positions are (x, -y, -z).
+    _, raw = read_glb(path, camera_frame=False)
+    np.testing.assert_allclose(raw[0][0], v1 * [1, -1, -1], atol=1e-6)
+
+
+def _stick_people(image, people):
+    import cv2
+
+    for cx, top, height in people:
+        s = height / 8.0
+        c = (40, 40, 40)
+        cv2.circle(image, (int(cx), int(top + s / 2)), int(s / 2), c, -1)
+        cv2.rectangle(image, (int(cx - 0.75 * s), int(top + s)), (int(cx + 0.75 * s), int(top + 4 * s)), c, -1)
+        for sign in (-1, 1):
+            cv2.line(image, (int(cx + sign * 0.75 * s), int(top + 1.2 * s)), (int(cx + sign * 1.1 * s),
+                     int(top + 4 * s)), c, int(0.35 * s))
+            cv2.line(image, (int(cx + sign * 0.4 * s), int(top + 4 * s)), (int(cx + sign * 0.5 * s),
+                     int(top + 8 * s)), c, int(0.5 * s))
+    return image
+
+
+def test_hog_detector_finds_two_people():
+    from i2lmesh.inference.detect import HOGPersonDetector
+
+    image = _stick_people(np.full((480, 640, 3), 200, np.uint8), [(200, 100, 260), (470, 140, 220)])
+    detections = HOGPersonDetector().detect(image)
+    if len(detections) != 2:
+        pytest.skip(f"HOG found {len(detections)} people in the drawn picture (NMS and parsing are tested apart)")
+    centres = sorted(d.box_xywh[0] + d.box_xywh[2] / 2 for d in detections)
+    assert abs(centres[0] - 200) < 40 and abs(centres[1] - 470) < 40
+    assert all(0.0 <= d.score <= 1.0 for d in detections)
+
+
+def test_nms_and_box_parsing(tmp_path):
+    boxes = np.array([[0, 0, 10, 20], [1, 1, 10, 20], [50, 50, 10, 10], [2, 2, 4, 4]], float)
+    keep = non_maximum_suppression(boxes, np.array([0.9, 0.8, 0.7, 0.95]))
+    assert keep.tolist() == [3, 0, 2]  # [1] overlaps [0]; [3] is kept first (the best score)
+    keep = non_maximum_suppression(boxes[:3], np.array([0.9, 0.8, 0.7]))
+    assert keep.tolist() == [0, 2]
+    np.testing.assert_allclose(parse_bbox("10, 20,30.5,40"), [10, 20, 30.5, 40])
+    for bad in ("1,2,3", "a,b,c,d", "0,0,-5,5"):
+        with pytest.raises(ValueError):
+            parse_bbox(bad)
+    (tmp_path / "b.json").write_text(json.dumps({"img.jpg": [[1, 2, 3, 4]], "other": [5, 6, 7, 8]}))
+    boxes = load_boxes_json(tmp_path / "b.json")
+    assert boxes["img.jpg"][0].tolist() == [1, 2, 3, 4] and boxes["other"][0].tolist() == [5, 6, 7, 8]
+
+
+def test_read_image_conversions_and_errors(tmp_path):
+    import cv2
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 50, 3)).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "16.png"), (rgb.astype(np.uint16) * 257)[:, :, ::-1])
+    Image.fromarray(rgb).convert("RGBA").save(tmp_path / "a.png")
+    Image.fromarray(rgb[:, :, 0]).save(tmp_path / "g.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    for name in ("16.png", "a.png", "g.png"):
+        loaded = read_image(tmp_path / name)
+        assert loaded.rgb.shape == (30, 50, 3) and loaded.rgb.dtype == np.uint8
+    assert np.abs(read_image(tmp_path / "16.png").rgb.astype(int) - rgb).max() <= 1
+    rotated = read_image(tmp_path / "r.jpg")
+    assert rotated.rgb.shape == (50, 30, 3) and rotated.original_size == (30, 50)
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 4)
+    data = (tmp_path / "r.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "t.txt").write_text("hello")
+    for name in ("bad.jpg", "cut.jpg", "empty.png", "t.txt", "missing.png"):
+        with pytest.raises(BadInputError) as info:
+            read_image(tmp_path / name)
+        assert "\n" not in str(info.value) and name in str(info.value)
+
+
+def test_predictor_rejects_box_outside_image_and_wrong_kind(checkpoint):
+    image, _ = _rendered_image()
+    predictor = Predictor.from_checkpoint(checkpoint, optimise=False)
+    with pytest.raises(BadInputError, match="outside"):
+        predictor.predict(image, boxes=[[500, 400, 50, 50]])
+    with pytest.raises(BadInputError, match="body network"):
+        predictor.predict(image, boxes=[[10, 10, 50, 50]], kind="hand")
+
+
+def test_demo_cli_on_a_folder_with_bad_input(checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    from i2lmesh.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image, _ = _rendered_image()
+    Image.fromarray(image).save(folder / "good.png")
+    Image.fromarray(image).convert("L").save(folder / "gray.png")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 20)
+    out = tmp_path / "out"
+    code = main(["demo", str(folder), "--checkpoint", str(checkpoint), "--out", str(out), "--bbox", "60,25,50,70",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1  # some inputs failed, the others completed
+    errors = [line for line in err.splitlines() if line.startswith("i2lmesh demo:")]
+    assert len(errors) == 1 and "corrupt.jpg" in errors[0] and "Traceback" not in err
+    for stem in ("good", "gray"):
+        for suffix in ("_overlay.png", ".obj", ".glb", ".json"):
+            assert (out / f"{stem}{suffix}").is_file(), f"{stem}{suffix} missing"
+    doc = json.loads((out / "good.json").read_text())
+    assert doc["num_people"] == 1 and len(doc["people"][0]["joints_3d_m"]) == 5
+    assert doc["people"][0]["box_source"] == "user" and doc["people"][0]["root_depth_source"].startswith("k-value")
+    assert not (out / "corrupt.json").exists()
+    # Wrong kind: the whole run stops with one line and exit code 2.
+    code = main(["demo", str(folder / "good.png"), "--checkpoint", str(checkpoint), "--out", str(out), "--kind",
+                 "hand", "--bbox", "1,1,5,5", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "body network" in err[0]
+    assert math.isfinite(doc["people"][0]["root_depth_m"])
