@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="network runtime")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per network call")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the network (default: one per "
+                        "core)")
     parser.add_argument("--max-frames", type=int, default=None, help="videos: stop after this many frames")
     parser.add_argument("--ply", action="store_true", help="also write STEM.ply (with per-vertex uncertainty)")
     parser.add_argument("--npz", action="store_true", help="also write STEM.npz (all arrays)")
@@ -284,7 +286,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("no images or videos found in " + ", ".join(str(p) for p in args.inputs))
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
-                                              batch_size=args.batch_size, detector=args.detector)
+                                              batch_size=args.batch_size, detector=args.detector,
+                                              num_threads=args.threads)
         predictor.check_kind(args.kind)
     except (CheckpointError, BadInputError) as exc:
         raise UserError(str(exc)) from None

@@ -319,19 +319,24 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu", backend: str = "torch",
-                        optimise: bool = True, batch_size: int = 8, detector: str = "auto") -> "Predictor":
+                        optimise: bool = True, batch_size: int = 8, detector: str = "auto",
+                        num_threads: int | None = None) -> "Predictor":
         """Load an i2lmesh checkpoint (backend "torch") or an exported .onnx file (backend "onnx").
 
         optimise: fold BatchNorm and use channels_last (exact up to float rounding; torch backend only).
+        num_threads: CPU threads for the network (None: the runtime's default, one per core). On a machine shared
+        with other work, 1 thread is often faster than fighting for the cores.
         """
         path = Path(path)
+        if num_threads is not None and backend == "torch":
+            torch.set_num_threads(int(num_threads))
         if backend == "onnx":
             if path.suffix != ".onnx":
                 raise BadInputError(f"{path}: --backend onnx needs an .onnx file; make one with "
                                     f"`i2lmesh export-onnx --checkpoint {path} --out MODEL.onnx`")
             from ..export.onnx import OnnxNetwork
 
-            net = OnnxNetwork(path)
+            net = OnnxNetwork(path, num_threads=num_threads)
             return cls(net, net.config, net.topology, net.faces.numpy(), "cpu", "onnx", batch_size, detector)
         if backend != "torch":
             raise BadInputError(f"unknown backend {backend!r}; choose torch or onnx")
