@@ -305,3 +305,22 @@ def test_demo_cli_on_a_folder_with_bad_input(checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "body network" in err[0]
     assert math.isfinite(doc["people"][0]["root_depth_m"])
+
+
+def test_demo_hand_without_box_or_mediapipe_asks_for_a_box(tmp_path, capsys):
+    from i2lmesh.cli import main
+    from i2lmesh.inference.detect import mediapipe_available
+
+    if mediapipe_available():
+        pytest.skip("mediapipe is installed: hands are detected")
+    from PIL import Image
+
+    save_network(_tiny_net(kind="hand"), tmp_path / "hand.pt")
+    Image.fromarray(_rendered_image()[0]).save(tmp_path / "hand.png")
+    code = main(["demo", str(tmp_path / "hand.png"), "--checkpoint", str(tmp_path / "hand.pt"), "--out",
+                 str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--bbox" in err[0]
+    code = main(["demo", str(tmp_path / "hand.png"), "--checkpoint", str(tmp_path / "hand.pt"), "--out",
+                 str(tmp_path / "out"), "--bbox", "40,20,60,60", "--no-progress"])
+    assert code == 0 and (tmp_path / "out" / "hand.glb").is_file()

@@ -127,7 +127,7 @@ class HOGPersonDetector:
 
     name = "hog"
 
-    def __init__(self, min_score: float = 0.5, max_side_px: int = HOG_MAX_SIDE_PX, scale_step: float = 1.08,
+    def __init__(self, min_score: float = 0.5, max_side_px: int = HOG_MAX_SIDE_PX, scale_step: float = 1.15,
                  win_stride: int = 8) -> None:
         import cv2
 
