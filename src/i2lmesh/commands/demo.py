@@ -324,8 +324,9 @@ def run(args: argparse.Namespace) -> int:
                 raise
         except Exception as exc:  # an unexpected failure on one input must not stop the others
             failures += 1
-            print(f"i2lmesh demo: failed on {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                  " (run with -v for the traceback)", file=sys.stderr)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            print(f"i2lmesh demo: failed on {path}: {type(exc).__name__}: {first} (run with -v for the traceback)",
+                  file=sys.stderr)
             if getattr(args, "verbose", False):
                 raise
         bar.update(1)

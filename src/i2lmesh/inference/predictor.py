@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -378,7 +378,6 @@ class Predictor:
     def _intrinsics(self, value, loaded: LoadedImage) -> tuple[np.ndarray, str]:
         """K in working pixels from None, a focal length (original px) or a 3x3 K (original px)."""
         s = loaded.scale
-        h, w = loaded.rgb.shape[:2]
         if value is None:
             ow, oh = loaded.original_size
             K = image_intrinsics(ow, oh)
@@ -395,9 +394,7 @@ class Predictor:
             if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
                 raise BadInputError(f"intrinsics should be a 3x3 K with positive focal lengths, got {K.tolist()}")
             source = "user"
-        K_work = np.diag([s, s, 1.0]) @ K
-        del h, w
-        return K_work, source
+        return np.diag([s, s, 1.0]) @ K, source
 
     # -- the call ------------------------------------------------------------------------------------------------
 
