@@ -182,9 +182,11 @@ def _require_mediapipe():
     return mp
 
 
-def _landmark_box(landmarks, width: int, height: int, min_visibility: float = 0.3) -> np.ndarray | None:
+def _landmark_box(landmarks, width: int, height: int, min_visibility: float | None = None) -> np.ndarray | None:
+    """Box around normalised landmarks. ``min_visibility`` only for pose landmarks: hand landmarks carry a
+    visibility field too, but it is always 0."""
     pts = np.array([(p.x * width, p.y * height) for p in landmarks
-                    if getattr(p, "visibility", 1.0) >= min_visibility], dtype=np.float64)
+                    if min_visibility is None or p.visibility >= min_visibility], dtype=np.float64)
     if len(pts) < 2:
         return None
     lo, hi = pts.min(0), pts.max(0)
@@ -216,7 +218,7 @@ class MediaPipeDetector:
         if self.kind == "body":
             if result.pose_landmarks is not None:
                 marks = result.pose_landmarks.landmark
-                box = _landmark_box(marks, w, h)
+                box = _landmark_box(marks, w, h, min_visibility=0.3)
                 if box is not None:
                     out.append(Detection(box, float(np.mean([p.visibility for p in marks])), self.name))
         else:
