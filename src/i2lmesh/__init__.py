@@ -5,5 +5,15 @@ from .nets.i2l import I2LMeshNet, I2LOutput
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``i2lmesh.Predictor`` without importing the inference stack (OpenCV, rendering) for every user."""
+    if name == "Predictor":
+        from .inference import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'i2lmesh' has no attribute {name!r}")
+
+
 __all__ = ["ModelConfig", "PRESETS", "get_preset", "build_network", "load_network", "save_network",
-           "CheckpointError", "I2LMeshNet", "I2LOutput", "__version__"]
+           "CheckpointError", "I2LMeshNet", "I2LOutput", "Predictor", "__version__"]
