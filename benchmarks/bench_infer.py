@@ -1,15 +1,14 @@
-"""Inference latency on CPU; prints JSON.
+"""End-to-end inference latency on CPU through the public Predictor; prints JSON.
 
-Part 1, network only (this file's ``network_latency``): per image, for each preset and batch size,
-  trunk        one torchvision ResNet-50 (eager, fp32) on the same input size: the unit of time
-  eager        the PyTorch network as trained (separable Pose2Feat)
-  folded       BatchNorm folded + channels_last (nets/fast.py ``optimise_for_inference``)
-  onnxruntime  the BN-folded ONNX export (export/onnx.py) run by ONNX Runtime's CPU provider
-timed in one process with interleaved rounds (the machine's load swings several-fold, so only ratios within
-one run mean anything); medians; also the largest output difference of each variant from eager, in bins.
-The ONNX file of a paper-scale network (~570 MB) lives in a temporary folder removed on exit, failures included.
+Per image, for each preset and backend (PyTorch with BN folding, ONNX Runtime):
+  boxes         given boxes: crop + network + decode (the tool's path without detection)
+  detector      the built-in detector (OpenCV HOG for bodies unless mediapipe is installed) + the above
+  render        given boxes + rendering the mesh over the image (numba rasteriser)
+Images are synthetic 480x480 renders of Anny bodies (i2lmesh synth), processed one per call (batch 1, a camera
+stream) and eight per call (a folder). Network-only variants and ResNet-50-trunk ratios: bench_model.py.
+Temporary checkpoints, ONNX files and images live in a folder removed on exit, failures included.
 
-    python benchmarks/bench_infer.py --presets cpu-small paper-body --batches 1 8 --runs 7
+    python benchmarks/bench_infer.py --presets cpu-small paper-body --runs 5
 """
 from __future__ import annotations
 
@@ -21,92 +20,86 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from i2lmesh import get_preset
-from i2lmesh.nets import I2LMeshNet
-from i2lmesh.nets.fast import optimise_for_inference
 
-VARIANTS = ("eager", "folded", "onnxruntime")
+def _images(workdir: Path, count: int) -> tuple[list[np.ndarray], list[list[float]], list[np.ndarray]]:
+    from PIL import Image
 
+    from i2lmesh.data.formats.i2lmesh import read_dataset
+    from i2lmesh.data.synth.generate import SynthConfig, generate
 
-def random_network(preset: str) -> I2LMeshNet:
-    """The preset's network with random weights, regressor and faces (latency does not depend on them)."""
-    cfg = get_preset(preset)
-    torch.manual_seed(0)
-    regressor = torch.softmax(torch.randn(cfg.num_joints, cfg.num_vertices), dim=1)
-    return I2LMeshNet(cfg, regressor, torch.randint(0, cfg.num_vertices, (2 * cfg.num_vertices, 3))).eval()
+    generate(SynthConfig(kind="body", num=count, seed=7, size=480), workdir / "images", workers=1, progress=False)
+    records = read_dataset(workdir / "images")
+    images = [np.asarray(Image.open(r.image_path).convert("RGB")) for r in records]
+    return images, [list(r.bbox_xywh) for r in records], [np.asarray(r.K) for r in records]
 
 
-def network_latency(preset: str, batches: list[int], runs: int, threads: int, workdir: Path) -> dict:
-    """Median seconds per image of each variant and of the ResNet-50 trunk, interleaved, for each batch size."""
-    from torchvision.models import resnet50
+def _median_per_image(fn, runs: int, per_call: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) / per_call)
+    return statistics.median(times)
 
-    from i2lmesh.export.onnx import OnnxNetwork, export_onnx
 
-    net = random_network(preset)
-    cfg = net.config
-    result: dict = {"preset": preset, "parameters": sum(p.numel() for p in net.parameters()),
-                    "config": {k: getattr(cfg, k) for k in ("backbone_depth", "input_size", "depth_bins",
-                                                            "deconv_channels", "num_joints", "num_vertices")}}
-    t0 = time.perf_counter()
-    folded = optimise_for_inference(net)
-    result["fold_s"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    onnx_path = export_onnx(net, workdir / f"{preset}.onnx")
-    result["onnx_export_s"] = round(time.perf_counter() - t0, 2)
-    result["onnx_file_mb"] = round(onnx_path.stat().st_size / 2**20, 1)
-    t0 = time.perf_counter()
-    runner = OnnxNetwork(onnx_path, num_threads=threads)
-    result["onnx_session_s"] = round(time.perf_counter() - t0, 2)
-    trunk = resnet50().eval()
-    size = cfg.input_size
+def bench_preset(preset: str, workdir: Path, images, boxes, intrinsics, runs: int, threads: int) -> dict:
+    from i2lmesh import build_network, get_preset, save_network
+    from i2lmesh.export.onnx import export_onnx
+    from i2lmesh.inference import Predictor
+    from i2lmesh.render import overlay, render_mesh
 
-    for batch in batches:
-        x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-        inputs = {"trunk": x, "eager": x, "folded": x.contiguous(memory_format=torch.channels_last),
-                  "onnxruntime": x}
-        calls = {"trunk": trunk, "eager": net, "folded": folded, "onnxruntime": runner}
-        times: dict[str, list[float]] = {name: [] for name in calls}
-        with torch.no_grad():
-            outputs = {name: calls[name](inputs[name]) for name in VARIANTS}  # warm-up + parity
-            trunk(x)
-            for _ in range(runs):
-                for name, call in calls.items():
-                    t0 = time.perf_counter()
-                    call(inputs[name])
-                    times[name].append(time.perf_counter() - t0)
-        trunk_s = statistics.median(times["trunk"])
-        entry = {"trunk_s_per_image": round(trunk_s / batch, 4)}
-        for name in VARIANTS:
-            med = statistics.median(times[name])
-            diff = max((getattr(outputs[name], k) - getattr(outputs["eager"], k)).abs().max().item()
-                       for k in ("joints_hm", "vertices_hm", "mesh_joints_hm"))
-            entry[name] = {"s_per_image": round(med / batch, 4), "trunks": round(med / trunk_s, 2),
-                           "images_per_s": round(batch / med, 2),
-                           "max_abs_diff_bins_vs_eager": float(f"{diff:.2e}")}
-        result[f"batch_{batch}"] = entry
+    net = build_network(get_preset(preset)).eval()
+    files = {"torch": workdir / f"{preset}.pt", "onnx": workdir / f"{preset}.onnx"}
+    save_network(net, files["torch"])
+    export_onnx(net, files["onnx"])
+    del net
+    result: dict = {"preset": preset}
+    for backend in ("torch", "onnx"):
+        predictor = Predictor.from_checkpoint(files[backend], backend=backend, num_threads=threads)
+        n = len(images)
+
+        def one_by_one(with_boxes=True, render=False):
+            for i in range(n):
+                people = predictor.predict(images[i], boxes=[boxes[i]] if with_boxes else None,
+                                           intrinsics=intrinsics[i])
+                if render:
+                    for p in people:
+                        overlay(images[i], render_mesh(p.vertices_m, p.faces, p.K, images[i].shape[:2],
+                                                       backend="numba"))
+
+        def batched():
+            predictor.predict(images, boxes=[[b] for b in boxes], intrinsics=intrinsics)
+
+        entry = {
+            "boxes_batch1_s": _median_per_image(lambda: one_by_one(True), runs, n),
+            "boxes_batch8_s": _median_per_image(batched, runs, n),
+            "detector_batch1_s": _median_per_image(lambda: one_by_one(False), runs, n),
+            "render_batch1_s": _median_per_image(lambda: one_by_one(True, True), runs, n),
+        }
+        entry.update({k.replace("_s", "_images_per_s"): round(1.0 / v, 1) for k, v in list(entry.items())})
+        result[backend] = {k: round(v, 4) if k.endswith("_s") else v for k, v in entry.items()}
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["cpu-small", "paper-body"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import onnxruntime
-
-    report = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
-              "runs": args.runs, "cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg()[0],
-              "network": []}
-    with tempfile.TemporaryDirectory(prefix="i2lmesh-bench-") as tmp:  # removed on failure too
-        for preset in args.presets:
-            report["network"].append(network_latency(preset, args.batches, args.runs, args.threads, Path(tmp)))
-            for path in Path(tmp).iterdir():  # one paper-scale file at a time on disk
-                path.unlink()
+    with tempfile.TemporaryDirectory(prefix="bench_infer_") as tmp:
+        workdir = Path(tmp)
+        images, boxes, intrinsics = _images(workdir, args.images)
+        report = {"torch": torch.__version__, "threads": args.threads, "image_size": list(images[0].shape[:2]),
+                  "load_avg_start": os.getloadavg()[0],
+                  "results": [bench_preset(p, workdir, images, boxes, intrinsics, args.runs, args.threads)
+                              for p in args.presets]}
     report["load_avg_end"] = os.getloadavg()[0]
     print(json.dumps(report, indent=1))
 
