@@ -5,7 +5,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from i2lmesh.bodymodels import fit_regressor as fr

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data.dataset import collate
 from ..geometry.camera import decode_to_camera
+from ..geometry.procrustes import procrustes_align
 from ..metrics import f_score, pa_errors, point_errors_mm
 from ..nets.i2l import I2LMeshNet
 from .distributed import DistEnv, all_gather_objects
@@ -77,8 +78,6 @@ def evaluate(net: I2LMeshNet, dataset: Dataset, batch_size: int = 16, device: st
                 rows["mesh_err"].append(point_errors_mm(pred_v[None], gt_v[None])[0].mean())
                 rows["pa_mesh"].append(pa_errors(pred_v[None], gt_v[None])[0].mean())
                 if hand:
-                    from ..geometry.procrustes import procrustes_align
-
                     aligned = procrustes_align(pred_v[None], gt_v[None])
                     rows["f5"].append(f_score(aligned, gt_v[None], 0.005)[0])
                     rows["f15"].append(f_score(aligned, gt_v[None], 0.015)[0])
