@@ -9,6 +9,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
+# MeshNet output representations (paper Tables 1, 2 and 10): body-model parameters, xyz coordinates from two FC
+# layers, lixel heatmaps from FC layers (no spatial relationship), voxel heatmaps, pixel xy + lixel z, the 2.5D
+# heatmap of Iqbal et al. (ECCV 2018), and the lixel heatmap (ours).
+TARGETS = ("lixel", "param", "xyz-fc", "lixel-fc", "voxel", "pixel-lixel", "2.5d")
+CASCADES = ("posenet-meshnet", "meshnet", "gt-pose")
+MARGINALISATIONS = ("average", "max", "weighted")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,13 @@ class ModelConfig:
     body_model: str = "anny"
     mesh: str = "reduced"
     pose2feat: str = "separable"  # "separable" (fast, exact) or "materialised" (the reference's volume)
+    # Paper ablations (docs/reproduction.md); the defaults are the paper's I2L-MeshNet.
+    target: str = "lixel"  # MeshNet's output representation: one of TARGETS
+    marginalisation: str = "average"  # 2D -> 1D for the x/y lixel heatmaps: "average", "max" or "weighted"
+    early_marginalisation: bool = False  # marginalise the backbone output and upsample in 1D (Table 8)
+    cascade: str = "posenet-meshnet"  # "posenet-meshnet", "meshnet" (MeshNet alone) or "gt-pose" (Table 3)
+    xy_bins: int | None = None  # x/y heatmap resolution of MeshNet (None: input_size // 4); Table 2 uses 8, 32
+    fc_hidden: int = 4096  # width of the first FC layer of the "xyz-fc" and "param" targets
     param_regressor: bool = False
     param_num_rotations: int = 24
     param_shape_dim: int = 10
@@ -49,11 +62,24 @@ class ModelConfig:
             raise ValueError(f"kind must be 'body' or 'hand', got {self.kind!r}")
         if self.pose2feat not in ("separable", "materialised"):
             raise ValueError(f"pose2feat must be 'separable' or 'materialised', got {self.pose2feat!r}")
+        for name, value, allowed in (("target", self.target, TARGETS), ("cascade", self.cascade, CASCADES),
+                                     ("marginalisation", self.marginalisation, MARGINALISATIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        feature = self.input_size // 32
+        if self.xy_bins is not None and self.xy_bins not in [feature * 2 ** k for k in range(4)]:
+            raise ValueError(f"xy_bins must be the backbone's {feature}x{feature} feature upsampled 1, 2, 4 or 8 "
+                             f"times ({', '.join(str(feature * 2 ** k) for k in range(4))}); got {self.xy_bins}")
 
     @property
     def heatmap_size(self) -> int:
         """Bins on the image axes x and y: the backbone's 1/32 feature upsampled 8x."""
         return self.input_size // 4
+
+    @property
+    def mesh_xy_bins(self) -> int:
+        """MeshNet's x/y heatmap resolution (its coordinates are always returned in ``heatmap_size`` bins)."""
+        return self.xy_bins or self.heatmap_size
 
     @property
     def backbone_channels(self) -> int:
@@ -100,4 +126,4 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
     return PRESETS[name].override(**overrides) if overrides else PRESETS[name]
 
 
-__all__ = ["ModelConfig", "PRESETS", "get_preset", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ModelConfig", "PRESETS", "TARGETS", "CASCADES", "MARGINALISATIONS", "get_preset", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -86,17 +86,18 @@ class LossTargets:
     fit_joints_valid: torch.Tensor | None = None
 
 
-def i2l_losses(joints_hm: torch.Tensor, vertices_hm: torch.Tensor, mesh_joints_hm: torch.Tensor,
+def i2l_losses(joints_hm: torch.Tensor | None, vertices_hm: torch.Tensor, mesh_joints_hm: torch.Tensor,
                faces: torch.Tensor, targets: LossTargets, fit_orig_split: bool = False) -> dict[str, torch.Tensor]:
     """The named loss terms (scalars, weights applied); their sum is the training loss.
 
-    joints_hm: PoseNet joints (B,J,3); vertices_hm: MeshNet vertices (B,V,3); mesh_joints_hm: J x vertices.
+    joints_hm: PoseNet joints (B,J,3), None for a network without PoseNet (no PoseNet terms); vertices_hm: MeshNet vertices (B,V,3); mesh_joints_hm: J x vertices.
     Paper terms: posenet_pose, meshnet_pose, vertex, normal (x0.1), edge. With ``fit_orig_split`` the two
     pose terms also get "fit" twins on the fitted body model's joints (the reference's seven terms).
     """
     t = targets
-    losses = {
-        "posenet_pose": coord_l1(joints_hm, t.joints_hm, t.joints_valid, t.has_z).mean(),
+    losses = {} if joints_hm is None else {
+        "posenet_pose": coord_l1(joints_hm, t.joints_hm, t.joints_valid, t.has_z).mean()}
+    losses |= {
         "meshnet_pose": coord_l1(mesh_joints_hm, t.joints_hm, t.joints_valid, t.has_z).mean(),
         "vertex": coord_l1(vertices_hm, t.vertices_hm, t.vertices_valid).mean(),
         "normal": NORMAL_LOSS_WEIGHT * normal_loss(vertices_hm, t.vertices_hm, faces, t.vertices_valid).mean(),
@@ -105,6 +106,7 @@ def i2l_losses(joints_hm: torch.Tensor, vertices_hm: torch.Tensor, mesh_joints_h
     if fit_orig_split:
         if t.fit_joints_hm is None or t.fit_joints_valid is None:
             raise ValueError("fit_orig_split needs targets.fit_joints_hm and targets.fit_joints_valid")
-        losses["posenet_pose_fit"] = coord_l1(joints_hm, t.fit_joints_hm, t.fit_joints_valid).mean()
+        if joints_hm is not None:
+            losses["posenet_pose_fit"] = coord_l1(joints_hm, t.fit_joints_hm, t.fit_joints_valid).mean()
         losses["meshnet_pose_fit"] = coord_l1(mesh_joints_hm, t.fit_joints_hm, t.fit_joints_valid).mean()
     return losses

@@ -19,16 +19,20 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..data.dataset import collate
 from ..geometry.camera import decode_to_camera
 from ..geometry.procrustes import procrustes_align
+from ..losses import LossTargets
 from ..metrics import f_score, pa_errors, point_errors_mm
 from ..nets.i2l import I2LMeshNet
 from .distributed import DistEnv, all_gather_objects
+from .objective import forward_network
 
 
 @torch.no_grad()
-def predict_camera(net: I2LMeshNet, images: torch.Tensor, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (B,V,3), joints (B,J,3)) in camera metres for a batch, decoded with the batch's meta."""
+def predict_camera(net: I2LMeshNet, images: torch.Tensor, meta: dict[str, Any],
+                   targets: LossTargets | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices (B,V,3), joints (B,J,3)) in camera metres for a batch, decoded with the batch's meta
+    (``targets`` only for the "gt-pose" cascade, which takes the ground-truth pose as input)."""
     cfg = net.config
-    out = net(images)
+    out = forward_network(net, net, images, targets)
     root = meta["root_depth_m"].double()
     verts = decode_to_camera(out.vertices_hm.double().cpu(), meta["bb2img_trans"].double(), root,
                              meta["K"].double(), cfg.input_size, cfg.heatmap_size, cfg.depth_bins,
@@ -53,8 +57,8 @@ def evaluate(net: I2LMeshNet, dataset: Dataset, batch_size: int = 16, device: st
                              "f5": [], "f15": [], "pred_joints": [], "pred_verts": []}
     hand = net.config.kind == "hand"
     regressor = net.joint_regressor.double().cpu().numpy()
-    for images, _, meta in loader:
-        verts, joints = predict_camera(net, images.to(device), meta)
+    for images, targets, meta in loader:
+        verts, joints = predict_camera(net, images.to(device), meta, targets)
         if keep_predictions:
             rows["pred_joints"].extend(joints)
             rows["pred_verts"].extend(verts)

@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import ModelConfig, get_preset
 from ..data.dataset import collate
-from ..losses import LossTargets, i2l_losses
+from ..losses import LossTargets
 from ..nets.factory import CheckpointError, build_network
 from ..nets.i2l import I2LMeshNet
+from .objective import forward_network, network_losses
 from .checkpoint import load_training_checkpoint, restore_rng, save_training_checkpoint
 from .distributed import DistEnv, all_reduce_mean, barrier, init_distributed
 
@@ -233,7 +234,6 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     log = _Logger(out, env.is_main)
-    faces = net.faces
     show_bar = env.is_main
     bar = None
     if show_bar:
@@ -282,9 +282,8 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                 ctx = model.no_sync() if (env.distributed and not sync) else contextlib.nullcontext()
                 with ctx:
                     with torch.autocast(env.device.type, enabled=use_amp):
-                        out = model(images)
-                    losses = i2l_losses(out.joints_hm.float(), out.vertices_hm.float(), out.mesh_joints_hm.float(),
-                                        faces, targets, cfg.fit_orig_split)
+                        out = forward_network(model, net, images, targets)
+                    losses = network_losses(net, out, targets, cfg.fit_orig_split)
                     loss = sum(losses.values())
                     mean_loss = all_reduce_mean(loss.detach(), env)
                     if not torch.isfinite(mean_loss):

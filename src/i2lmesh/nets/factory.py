@@ -40,9 +40,36 @@ def build_network(config: ModelConfig, body_model: BodyModel | None = None) -> I
         body_model = body_model_for(config)
     config = config.override(num_joints=body_model.num_joints, num_vertices=body_model.num_vertices,
                              kind=body_model.kind)
-    net = I2LMeshNet(config, body_model.joint_regressor.cpu(), body_model.faces.cpu())
+    if config.target == "param":
+        config = config.override(**param_sizes(body_model))
+    net = I2LMeshNet(config, body_model.joint_regressor.cpu(), body_model.faces.cpu(),
+                     body_model=body_model if config.target == "param" else None)
     net.topology = body_model.topology_info()
+    if config.target == "param":
+        net.mesh_net.set_rest_rotations(rest_rotations(body_model))
     return net
+
+
+def param_sizes(body_model: BodyModel) -> dict[str, int]:
+    """``param_num_rotations`` and ``param_shape_dim`` of a body model (Anny body 104 bones + 6 phenotypes, Anny
+    hand 21 + 6, SMPL 24 + 10, MANO 16 + 10)."""
+    rotations = getattr(body_model, "num_bones", None) or getattr(body_model, "num_pose_joints")
+    shape = 6 if body_model.name.startswith("anny") else 10
+    return {"param_num_rotations": int(rotations), "param_shape_dim": shape}
+
+
+def rest_rotations(body_model: BodyModel) -> torch.Tensor:
+    """Per-bone rotations (R,3,3) of a body standing upright facing the camera (rest pose otherwise): where a
+    parameter-regression head starts. Hands start at the rest pose."""
+    rotations = torch.eye(3).repeat(param_sizes(body_model)["param_num_rotations"], 1, 1)
+    if body_model.kind == "body":
+        if body_model.name == "anny":
+            from ..bodymodels.anny import ANNY_TO_CAMERA
+
+            rotations[0] = ANNY_TO_CAMERA
+        else:  # SMPL: y up, facing +z -> camera y down: 180 degrees about x
+            rotations[0] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    return rotations
 
 
 def network_state(net: I2LMeshNet) -> dict[str, Any]:
@@ -88,7 +115,8 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         config = ModelConfig.from_dict(data["model_config"])
         state = data["model"]
-        net = I2LMeshNet(config, state["joint_regressor"], state["faces"])
+        body = body_model_for(config) if config.target == "param" else None
+        net = I2LMeshNet(config, state["joint_regressor"], state["faces"], body_model=body)
         net.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

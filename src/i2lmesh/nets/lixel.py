@@ -41,10 +41,28 @@ class LixelOutput:
     spreads: torch.Tensor
 
 
-def upsampling_block(in_channels: int, out_channels: int) -> list[nn.Module]:
-    """Deconvolution (4x4, stride 2, no bias) -> 2D BatchNorm -> ReLU: doubles the spatial size."""
-    return [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+def upsampling_block(in_channels: int, out_channels: int, dims: int = 2) -> list[nn.Module]:
+    """Deconvolution (4, stride 2, no bias) -> BatchNorm -> ReLU: doubles the spatial size (2D, or 1D for early
+    marginalisation)."""
+    deconv, norm = (nn.ConvTranspose2d, nn.BatchNorm2d) if dims == 2 else (nn.ConvTranspose1d, nn.BatchNorm1d)
+    return [deconv(in_channels, out_channels, 4, stride=2, padding=1, bias=False), norm(out_channels),
+            nn.ReLU(inplace=True)]
+
+
+def upsampler(in_channels: int, channels: int, num_blocks: int, dims: int = 2) -> nn.Sequential:
+    """``num_blocks`` upsampling blocks (the paper's three: 8x); zero blocks keep the backbone feature as is."""
+    layers: list[nn.Module] = []
+    for k in range(num_blocks):
+        layers += upsampling_block(in_channels if k == 0 else channels, channels, dims)
+    return nn.Sequential(*layers)
+
+
+def rescale_bins(coords: torch.Tensor, spreads: torch.Tensor, factor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates on a grid ``factor`` times coarser -> the fine grid: bin i covers fine bins [i f, (i+1) f), so
+    its centre is i f + (f - 1) / 2 (identity for factor 1)."""
+    if factor == 1:
+        return coords, spreads
+    return coords * factor + (factor - 1) / 2, spreads * factor
 
 
 class LixelHead(nn.Module):
@@ -52,35 +70,71 @@ class LixelHead(nn.Module):
 
     x, y: three upsampling blocks (C -> c', 8h x 8w), average over y (resp. x), 1x1 Conv1d c' -> N.
     z: average over x, y of F (B,C), FC C -> c'D with 1D BatchNorm and ReLU, reshape (c', D), 1x1 Conv1d c' -> N.
+
+    Ablations (paper Tables 2, 8, 9; MeshNet only): ``num_upsample`` < 3 gives coarser x/y heatmaps (coordinates
+    are still returned on the 8h x 8w grid); ``marginalisation`` "max" or "weighted" (a learned (8h,1) / (1,8w)
+    convolution without padding) instead of the average; ``early`` marginalises F itself and upsamples in 1D.
     """
 
-    def __init__(self, in_channels: int, num_points: int, depth_bins: int, channels: int = 256) -> None:
+    def __init__(self, in_channels: int, num_points: int, depth_bins: int, channels: int = 256,
+                 num_upsample: int = 3, marginalisation: str = "average", early: bool = False,
+                 feature_size: int | None = None) -> None:
         super().__init__()
         self.depth_bins = depth_bins
         self.channels = channels
-        self.deconv = nn.Sequential(*upsampling_block(in_channels, channels), *upsampling_block(channels, channels),
-                                    *upsampling_block(channels, channels))
-        self.conv_x = nn.Conv1d(channels, num_points, 1)
-        self.conv_y = nn.Conv1d(channels, num_points, 1)
+        self.marginalisation = marginalisation
+        self.early = early
+        self.scale = 2 ** (3 - num_upsample)  # fine (8h) bins per predicted bin
+        xy_channels = channels if num_upsample else in_channels
+        self.deconv = upsampler(in_channels, channels, num_upsample, dims=1 if early else 2)
+        if marginalisation == "weighted":
+            if feature_size is None:
+                raise ValueError("weighted marginalisation needs the backbone feature size")
+            size = feature_size * 2 ** num_upsample
+            self.weigh_x = nn.Conv2d(xy_channels, xy_channels, (size, 1))  # sums over y for the x heatmap
+            self.weigh_y = nn.Conv2d(xy_channels, xy_channels, (1, size))
+        self.conv_x = nn.Conv1d(xy_channels, num_points, 1)
+        self.conv_y = nn.Conv1d(xy_channels, num_points, 1)
         # An FC layer written as a 1x1 Conv1d on a length-1 signal, as in the reference (same parameters).
         self.conv_z_1 = nn.Conv1d(in_channels, channels * depth_bins, 1)
         self.bn_z_1 = nn.BatchNorm1d(channels * depth_bins)
         self.conv_z_2 = nn.Conv1d(channels, num_points, 1)
 
-    def heatmaps(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits of the x, y and z lixel heatmaps: (B,N,8w), (B,N,8h), (B,N,D)."""
+    def marginals(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 1D features of the x and y heatmaps: (B,c',W) and (B,c',H)."""
+        if self.early:
+            # Both marginals go through the same 1D upsampler in one batch (square features), as the 2D
+            # upsampler serves both axes.
+            fx, fy = self.deconv(torch.cat([feature.mean(dim=2), feature.mean(dim=3)], dim=0)).chunk(2, dim=0)
+            return fx, fy
         upsampled = self.deconv(feature)
-        hm_x = pointwise_conv1d(self.conv_x, upsampled.mean(dim=2))
-        hm_y = pointwise_conv1d(self.conv_y, upsampled.mean(dim=3))
+        if self.marginalisation == "max":
+            return upsampled.amax(dim=2), upsampled.amax(dim=3)
+        if self.marginalisation == "weighted":
+            return self.weigh_x(upsampled)[:, :, 0, :], self.weigh_y(upsampled)[:, :, :, 0]
+        return upsampled.mean(dim=2), upsampled.mean(dim=3)
+
+    def heatmaps(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits of the x, y and z lixel heatmaps: (B,N,8w), (B,N,8h), (B,N,D) (x/y coarser when upsampling less)."""
+        fx, fy = self.marginals(feature)
+        hm_x = pointwise_conv1d(self.conv_x, fx)
+        hm_y = pointwise_conv1d(self.conv_y, fy)
+        return hm_x, hm_y, self.heatmap_z(feature)
+
+    def heatmap_z(self, feature: torch.Tensor) -> torch.Tensor:
+        """Logits of the z lixel heatmap (B,N,D) from the globally pooled feature."""
         pooled = feature.mean(dim=(2, 3))[:, :, None]
         z_feat = torch.relu(self.bn_z_1(pointwise_conv1d(self.conv_z_1, pooled)))
         # Channel o = c * D + d holds (feature c, depth bin d).
-        hm_z = pointwise_conv1d(self.conv_z_2, z_feat.view(-1, self.channels, self.depth_bins))
-        return hm_x, hm_y, hm_z
+        return pointwise_conv1d(self.conv_z_2, z_feat.view(-1, self.channels, self.depth_bins))
 
     def forward(self, feature: torch.Tensor) -> LixelOutput:
         hm_x, hm_y, hm_z = self.heatmaps(feature)
         results = [soft_argmax_1d(hm) for hm in (hm_x, hm_y, hm_z)]
         coords = torch.stack([c for c, _ in results], dim=-1)
         spreads = torch.stack([s for _, s in results], dim=-1)
+        if self.scale != 1:
+            xy, xy_spread = rescale_bins(coords[..., :2], spreads[..., :2], self.scale)
+            coords = torch.cat([xy, coords[..., 2:]], dim=-1)
+            spreads = torch.cat([xy_spread, spreads[..., 2:]], dim=-1)
         return LixelOutput(coords, spreads)
