@@ -44,6 +44,8 @@ class TrainConfig:
     epochs: int = 13
     max_steps: int | None = None
     max_minutes: float | None = None  # stop (and checkpoint) after this much wall time
+    max_cpu_minutes: float | None = None  # ... or this much CPU time of the training process (all its threads):
+    # a budget that other work on a shared machine does not eat into (the ablation study's equal budget)
     batch_size: int = 16  # per process, as the reference (16 per GPU)
     lr: float = 1e-4
     lr_decay_epochs: list[int] = field(default_factory=lambda: [10, 12])
@@ -261,7 +263,7 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
 
     if cfg.val_every_steps and progress["step"] == 0:
         validate(0)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     _train_mode(net, cfg.freeze_bn)
     window_start, window_images = time.perf_counter(), 0
     try:
@@ -317,8 +319,11 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                     validate(epoch)
                 if on_step is not None:
                     on_step(dict(progress))
-                if cfg.max_minutes is not None:
-                    over = torch.tensor(float(time.monotonic() - started > cfg.max_minutes * 60))
+                if cfg.max_minutes is not None or cfg.max_cpu_minutes is not None:
+                    over = torch.tensor(float(
+                        (cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60)
+                        or (cfg.max_cpu_minutes is not None
+                            and time.process_time() - cpu_started > cfg.max_cpu_minutes * 60)))
                     if all_reduce_mean(over, env).item() > 0:  # every rank stops at the same step
                         total_steps = progress["step"]
                 if progress["step"] >= total_steps:
