@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "eval": "eval",
     "demo": "demo",
+    "reproduce": "reproduce",
 }
 
 
