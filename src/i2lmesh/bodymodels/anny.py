@@ -82,6 +82,14 @@ class _AnnyModel(BodyModel):
         self.pose_sampler = PoseSampler(self.bone_labels, ranges)
 
     @property
+    def num_pose_rotations(self) -> int:
+        return self.num_bones
+
+    @property
+    def num_shape_params(self) -> int:
+        return len(PHENOTYPE_LABELS)
+
+    @property
     def _device(self) -> torch.device:
         return self.joint_regressor.device
 

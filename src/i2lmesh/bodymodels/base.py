@@ -87,6 +87,17 @@ class BodyModel(nn.Module):
     def num_joints(self) -> int:
         return int(self.joint_regressor.shape[0])
 
+    @property
+    def num_pose_rotations(self) -> int:
+        """Rotations in a pose (the parameter regressor predicts one per bone/joint): Anny body 104, hand 21,
+        SMPL 24, MANO 16."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def num_shape_params(self) -> int:
+        """Values in a shape vector: Anny's 6 phenotypes, SMPL/MANO's 10 betas."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
     def regress_joints(self, vertices: torch.Tensor, joint_set: str | None = None) -> torch.Tensor:
         """Joints = J x mesh for vertices (..., V, 3) in any units; returns (..., J, 3) in the same units.
 

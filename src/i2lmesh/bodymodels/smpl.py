@@ -143,6 +143,14 @@ class _SkinnedModel(BodyModel):
         parents[0] = -1  # the files store uint32 4294967295
         self.register_buffer("parents", parents, persistent=False)
 
+    @property
+    def num_pose_rotations(self) -> int:
+        return self.num_pose_joints
+
+    @property
+    def num_shape_params(self) -> int:
+        return self.num_betas
+
     def _skin(self, pose: torch.Tensor, shape: torch.Tensor | None, trans: torch.Tensor | None) -> BodyModelOutput:
         """pose (B, K*3) axis-angle or (B, K, 3, 3) rotations; shape (B, <=num_betas); trans (B, 3) metres."""
         lbs = _smplx_lbs()

@@ -33,29 +33,49 @@ def body_model_for(config: ModelConfig, model_path: str | os.PathLike | None = N
     return create_body_model(config.body_model, config.kind, model_path=model_path)
 
 
+# ModelConfig's defaults for the parameter sizes (SMPL's 24 rotations and 10 betas, as the reference).
+_DEFAULT_PARAM_SIZES = {"param_num_rotations": 24, "param_shape_dim": 10}
+
+
+def param_sizes(body_model: BodyModel) -> dict[str, int]:
+    """``param_num_rotations`` and ``param_shape_dim`` of a body model (Anny body 104 bones + 6 phenotypes, Anny
+    hand 21 + 6, SMPL 24 + 10, MANO 16 + 10)."""
+    return {"param_num_rotations": body_model.num_pose_rotations, "param_shape_dim": body_model.num_shape_params}
+
+
+def param_sizes_for(config: ModelConfig, body_model: BodyModel) -> dict[str, int]:
+    """Config overrides that fit the parameter sizes to ``body_model`` (empty when they already fit).
+
+    The "param" target always takes the body model's sizes. The parameter regressor takes them when the config
+    leaves the defaults (SMPL's, which do not fit Anny or MANO); explicit sizes that do not fit raise ValueError,
+    as the regressor could not drive the body model.
+    """
+    wanted = param_sizes(body_model)
+    current = {"param_num_rotations": config.param_num_rotations, "param_shape_dim": config.param_shape_dim}
+    if current == wanted or not (config.param_regressor or config.target == "param"):
+        return {}
+    if config.target == "param" or current == _DEFAULT_PARAM_SIZES:
+        return wanted
+    raise ValueError(f"param_num_rotations={current['param_num_rotations']}, param_shape_dim="
+                     f"{current['param_shape_dim']} do not fit the body model {body_model.name!r} "
+                     f"({wanted['param_num_rotations']} rotations, {wanted['param_shape_dim']} shape values); leave "
+                     f"them at their defaults to use the body model's")
+
+
 def build_network(config: ModelConfig, body_model: BodyModel | None = None) -> I2LMeshNet:
     """The network for ``config``; J, V, kind, faces and the joint regressor come from the body model
-    (by default the one ``config`` names, see :func:`body_model_for`)."""
+    (by default the one ``config`` names, see :func:`body_model_for`), and so do the parameter sizes
+    (:func:`param_sizes_for`)."""
     if body_model is None:
         body_model = body_model_for(config)
     config = config.override(num_joints=body_model.num_joints, num_vertices=body_model.num_vertices,
-                             kind=body_model.kind)
-    if config.target == "param":
-        config = config.override(**param_sizes(body_model))
+                             kind=body_model.kind, **param_sizes_for(config, body_model))
     net = I2LMeshNet(config, body_model.joint_regressor.cpu(), body_model.faces.cpu(),
                      body_model=body_model if config.target == "param" else None)
     net.topology = body_model.topology_info()
     if config.target == "param":
         net.mesh_net.set_rest_rotations(rest_rotations(body_model))
     return net
-
-
-def param_sizes(body_model: BodyModel) -> dict[str, int]:
-    """``param_num_rotations`` and ``param_shape_dim`` of a body model (Anny body 104 bones + 6 phenotypes, Anny
-    hand 21 + 6, SMPL 24 + 10, MANO 16 + 10)."""
-    rotations = getattr(body_model, "num_bones", None) or getattr(body_model, "num_pose_joints")
-    shape = 6 if body_model.name.startswith("anny") else 10
-    return {"param_num_rotations": int(rotations), "param_shape_dim": shape}
 
 
 def rest_rotations(body_model: BodyModel) -> torch.Tensor:
