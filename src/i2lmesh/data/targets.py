@@ -12,7 +12,8 @@ Per sample (official_spec.md 4.2-4.7):
    same way with depth relative to the fit's own root joint; valid where inside the heatmap and the fit is usable
    and has the network's vertex count; "fit" joints = the fit's joints mapped onto the network's set;
 5. camera-space ground truth for the parameter stage and evaluation, in metres, with the root-relative joints
-   rotated by Rz(-rot) as the crop rotation.
+   and vertices rotated by Rz(-rot) as the crop rotation (the parameters' root orientation is rotated the same
+   way), so a body model driven by the parameters reproduces them.
 """
 from __future__ import annotations
 
@@ -202,8 +203,8 @@ def build_sample(record: SampleRecord, image: np.ndarray, augmentation: Augmenta
     v_net = spec.num_vertices
     vertices_hm, vertices_valid = np.zeros((v_net, 3)), np.zeros(v_net)
     fit_hm, fit_valid = np.zeros((j_net, 3)), np.zeros(j_net)
-    fit_cam_rel = np.zeros((j_net, 3))
-    vertices_cam = np.zeros((v_net, 3))
+    fit_cam_rel, fit_cam_valid = np.zeros((j_net, 3)), np.zeros(j_net)
+    vertices_cam, vertices_cam_rel = np.zeros((v_net, 3)), np.zeros((v_net, 3))
     mesh_ok = False
     params_out = None
     fit = _fit_in_view(record, a, width, bank) if record.fit_valid else None
@@ -221,11 +222,13 @@ def build_sample(record: SampleRecord, image: np.ndarray, augmentation: Augmenta
                 vertices_hm = camera_to_heatmap(verts, K, img2patch, root_z, s, hm, depth_bins, size_3d)
                 vertices_valid = _inside(vertices_hm, hm, depth_bins, True).astype(np.float64)
                 vertices_cam = verts
+                vertices_cam_rel = aug_.rotate_points_z(verts - fit_root, a.rot_deg)
             f_hm = camera_to_heatmap(fit_joints, K, img2patch, root_z, s, hm, depth_bins, size_3d)
             f_valid = _inside(f_hm, hm, depth_bins, True).astype(np.float64)
             fit_hm = map_joints(f_hm, fit_js, js_net)
             fit_valid = map_joints(f_valid, fit_js, js_net)
             fit_cam_rel = map_joints(aug_.rotate_points_z(fit_joints - fit_root, a.rot_deg), fit_js, js_net)
+            fit_cam_valid = map_joints(np.ones(len(fit_joints)), fit_js, js_net)
             if root_depth_gt is None:
                 root_depth_gt = root_z
         if params_out is not None:
@@ -245,9 +248,11 @@ def build_sample(record: SampleRecord, image: np.ndarray, augmentation: Augmenta
         "rot_deg": np.float32(a.rot_deg), "scale": np.float32(a.scale),
         "joints_cam_rel_m": joints_cam_rel.astype(np.float32), "joints_cam_valid": joints_cam_valid.astype(np.float32),
         "fit_joints_cam_rel_m": fit_cam_rel.astype(np.float32),
+        "fit_joints_cam_valid": fit_cam_valid.astype(np.float32),
         "vertices_cam_m": vertices_cam.astype(np.float32), "has_mesh": np.bool_(mesh_ok),
+        "vertices_cam_rel_m": vertices_cam_rel.astype(np.float32),
         "image_path": record.image_path, "sample_id": record.sample_id, "dataset": record.dataset,
-        "body_params": params_out,
+        "body_params": params_out, "body_model": record.body_model if params_out is not None else None,
     }
     return image_t, targets, meta
 
