@@ -1,0 +1,177 @@
+"""The parameter stage ("+ SMPL regress", paper Sec. 5.3 and Tables 5-6; official_spec.md 1.6, 3 "Param stage").
+
+After the lixel stage the lixel network is frozen and only ``ParamRegressor`` learns: from the detached mesh joints
+(heatmap bins) to one rotation per bone and the shape values, which the body model turns into a mesh. Everything
+here is in camera metres and root-relative (each skeleton minus its own root joint), the frame of the dataset's
+camera-space ground truth (``meta`` of ``i2lmesh.data``), including the augmentation's in-plane rotation.
+
+Loss terms (all L1 with weight 1; each the plain mean over all its elements, masked zeros included, as the
+reference reduces; official_spec.md 3):
+
+* ``param_pose``: rotation matrices vs the ground-truth parameters' (samples with parameters of this body model);
+* ``param_shape``: shape values (Anny phenotypes in [0, 1], SMPL/MANO betas);
+* ``param_joint``: J x mesh vs the dataset's 3D joints; ``param_joint_fit``: vs the fit's joints;
+* ``param_vertex`` (ours, not the reference's): the mesh vs the fit's mesh where the sample has one. It supervises
+  samples without parameters (Anny bodies seen mirrored: Anny's local bones have no mirror rule for parameters).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, fields
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..bodymodels.base import BodyModel, BodyModelOutput
+from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..losses import coord_l1
+from ..nets.i2l import I2LMeshNet, ParamRegressor
+
+# Identity rotation in the regressor's 6D layout (row-major 3x2: columns a1 = (1, 0, 0), a2 = (0, 1, 0)).
+_IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+_META_KEYS = ("joints_cam_rel_m", "joints_cam_valid", "fit_joints_cam_rel_m", "fit_joints_cam_valid",
+              "vertices_cam_rel_m", "has_mesh", "body_params")
+
+
+def _is_anny(body_model: BodyModel) -> bool:
+    return body_model.name.startswith("anny")
+
+
+def model_shape(body_model: BodyModel, raw_shape: torch.Tensor) -> torch.Tensor:
+    """The regressor's shape output (B,S) -> the body model's shape parameters (B,S).
+
+    Anny's phenotypes are only defined in [0, 1]: a sigmoid keeps them there (a raw 0 is 0.5, the average adult,
+    where a fresh regressor starts). SMPL/MANO betas are used as they are, as the reference (and its checkpoints).
+    """
+    return torch.sigmoid(raw_shape) if _is_anny(body_model) else raw_shape
+
+
+def param_mesh(body_model: BodyModel, rotations: torch.Tensor, shape: torch.Tensor) -> BodyModelOutput:
+    """Differentiable root-relative mesh (B,V,3) and joints (B,J,3) = J x mesh, camera metres.
+
+    rotations (B,R,3,3): the rotations of the body model's axis-angle pose parameters (root first, in the camera
+    frame); shape (B,S): body-model shape parameters (see :func:`model_shape`). MANO adds its mean hand to the
+    finger axis-angles (the reference's ``flat_hand_mean=False``), so its rotations go through axis-angle;
+    Anny and SMPL take the matrices directly.
+    """
+    assert rotations.ndim == 4 and rotations.shape[-2:] == (3, 3), "rotations should be a BxRx3x3 tensor."
+    pose = rotations
+    if getattr(body_model, "hands_mean", None) is not None:
+        pose = matrix_to_axis_angle(rotations).reshape(rotations.shape[0], -1)
+    out = body_model(pose=pose, shape=shape)
+    root = out.joints_m[:, body_model.root_index:body_model.root_index + 1]
+    return BodyModelOutput(vertices_m=out.vertices_m - root, joints_m=out.joints_m - root)
+
+
+def param_prediction(body_model: BodyModel, rotations: torch.Tensor, raw_shape: torch.Tensor) -> BodyModelOutput:
+    """The parameter regressor's output (``I2LOutput.param_rotations``, ``param_shape``) as a root-relative mesh."""
+    return param_mesh(body_model, rotations.float(), model_shape(body_model, raw_shape.float()))
+
+
+@dataclass
+class ParamTargets:
+    """Camera-space ground truth of a batch in metres, root-relative (B batch, J joints, V vertices, R rotations).
+
+    joints_cam_rel_m (B,J,3), joints_cam_valid (B,J): the dataset's 3D joints; fit_joints_cam_rel_m,
+    fit_joints_cam_valid: the fit's joints; vertices_cam_rel_m (B,V,3), has_mesh (B,): the fit's mesh;
+    rotations (B,R,3,3), shape (B,S), has_params (B,): the ground-truth parameters (identity / 0 where absent).
+    """
+
+    joints_cam_rel_m: torch.Tensor
+    joints_cam_valid: torch.Tensor
+    fit_joints_cam_rel_m: torch.Tensor
+    fit_joints_cam_valid: torch.Tensor
+    vertices_cam_rel_m: torch.Tensor
+    has_mesh: torch.Tensor
+    rotations: torch.Tensor
+    shape: torch.Tensor
+    has_params: torch.Tensor
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], body_model: BodyModel,
+                  device: torch.device | str | None = None) -> "ParamTargets":
+        """From a batch's ``meta`` (``i2lmesh.data`` collation). Parameters count only when they belong to
+        ``body_model`` (same name, R rotations, at most S shape values; fewer betas are zero-padded)."""
+        missing = [k for k in _META_KEYS if k not in meta]
+        if missing:
+            raise KeyError(f"the parameter stage needs the camera-space ground truth of i2lmesh.data datasets; "
+                           f"the batch's meta lacks {', '.join(missing)}")
+        num_rot, num_shape = body_model.num_pose_rotations, body_model.num_shape_params
+        params, names = meta["body_params"], meta.get("body_model") or [None] * len(meta["body_params"])
+        rotations = np.tile(np.eye(3), (len(params), num_rot, 1, 1))
+        shape = np.zeros((len(params), num_shape))
+        has_params = np.zeros(len(params))
+        for b, (p, name) in enumerate(zip(params, names)):
+            if p is None or (name is not None and name != body_model.name):
+                continue
+            pose = np.asarray(p["pose"], np.float64).reshape(-1, 3)
+            betas = np.zeros(0) if p.get("shape") is None else np.asarray(p["shape"], np.float64).reshape(-1)
+            if len(pose) != num_rot or len(betas) > num_shape:
+                continue
+            rotations[b] = axis_angle_to_matrix(pose)
+            shape[b, :len(betas)] = betas
+            has_params[b] = 1.0
+        f32 = dict(dtype=torch.float32, device=device)
+        return cls(joints_cam_rel_m=torch.as_tensor(meta["joints_cam_rel_m"], **f32),
+                   joints_cam_valid=torch.as_tensor(meta["joints_cam_valid"], **f32),
+                   fit_joints_cam_rel_m=torch.as_tensor(meta["fit_joints_cam_rel_m"], **f32),
+                   fit_joints_cam_valid=torch.as_tensor(meta["fit_joints_cam_valid"], **f32),
+                   vertices_cam_rel_m=torch.as_tensor(meta["vertices_cam_rel_m"], **f32),
+                   has_mesh=torch.as_tensor(meta["has_mesh"], **f32),
+                   rotations=torch.as_tensor(rotations, **f32), shape=torch.as_tensor(shape, **f32),
+                   has_params=torch.as_tensor(has_params, **f32))
+
+    def to(self, device: torch.device | str) -> "ParamTargets":
+        return ParamTargets(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def param_losses(body_model: BodyModel, rotations: torch.Tensor, shape: torch.Tensor,
+                 targets: ParamTargets) -> dict[str, torch.Tensor]:
+    """The named param-stage loss terms (scalars; their sum is the training loss). See the module docstring.
+
+    rotations (B,R,3,3) and shape (B,S) are body-model parameters (:func:`model_shape` of the regressor's shape).
+    The pose term is L1 on rotation matrices rather than the reference's L1 on axis-angle: a rotation has one
+    matrix but many axis-angle vectors (angle t about u equals 2pi - t about -u), so the reference penalises
+    correct rotations whose ground truth is written with an angle above pi, and axis-angle jumps there; matrix
+    entries are continuous in the rotation and the 6D output maps to them without a conversion.
+    """
+    t = targets
+    mesh = param_mesh(body_model, rotations, shape)
+    has_params = t.has_params.to(rotations.dtype)
+    num_vertices = mesh.vertices_m.shape[1]
+    return {
+        "param_pose": ((rotations - t.rotations).abs() * has_params[:, None, None, None]).mean(),
+        "param_shape": ((shape - t.shape).abs() * has_params[:, None]).mean(),
+        "param_joint": coord_l1(mesh.joints_m, t.joints_cam_rel_m, t.joints_cam_valid).mean(),
+        "param_joint_fit": coord_l1(mesh.joints_m, t.fit_joints_cam_rel_m, t.fit_joints_cam_valid).mean(),
+        "param_vertex": coord_l1(mesh.vertices_m, t.vertices_cam_rel_m,
+                                 t.has_mesh[:, None].expand(-1, num_vertices)).mean(),
+    }
+
+
+def init_param_regressor(regressor: ParamRegressor) -> None:
+    """Start a fresh regressor at the rest pose: ``fc_pose``'s bias = the identity's 6D for every rotation.
+
+    The reference zeroes the bias; its 6D output then starts near zero, where Gram-Schmidt turns small random
+    vectors into arbitrary rotations, one per sample and bone. With this bias the first meshes are near the
+    rest pose (and, after :func:`model_shape`, the average shape).
+    """
+    with torch.no_grad():
+        regressor.fc_pose.bias.copy_(torch.tensor(_IDENTITY_6D).repeat(regressor.num_rotations))
+
+
+@contextlib.contextmanager
+def without_param_regressor(net: I2LMeshNet) -> Iterator[ParamRegressor | None]:
+    """``net``'s forward without its parameter regressor (yielded), restored on exit: the param stage runs the
+    frozen lixel part alone under ``no_grad`` and then the regressor itself, with gradients, once per step."""
+    regressor = net.param_regressor
+    net.param_regressor = None
+    try:
+        yield regressor
+    finally:
+        net.param_regressor = regressor
+
+
+__all__ = ["ParamTargets", "model_shape", "param_mesh", "param_prediction", "param_losses", "init_param_regressor",
+           "without_param_regressor"]
