@@ -1,6 +1,8 @@
 """``i2lmesh train``: train a preset or a YAML config on dataset folders; DDP under ``torchrun``.
 
     i2lmesh train --preset cpu-small --data synth/ --val synth-val/ --out runs/a --max-steps 2000
+    i2lmesh train --config runs/a/train_config.yaml --out runs/a-param --stage param \
+        --init-from runs/a/checkpoints/last.pt
     torchrun --nproc_per_node=4 -m i2lmesh.cli train --config body.yaml --data h36m/ coco/ --out runs/b
 """
 from __future__ import annotations
@@ -24,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     steps.add_argument("--max-steps", type=int)
     parser.add_argument("--body-model-path", help="folder with SMPL/MANO files (when the preset or data use them)")
     parser.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoints/last.pt")
+    parser.add_argument("--stage", choices=("lixel", "param"),
+                        help="lixel: the whole network (default); param: freeze it, train the parameter regressor")
+    parser.add_argument("--init-from", help="network file or checkpoint to start from (e.g. the lixel run's last.pt)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="override config fields, e.g. batch_size=8 lr=3e-4 model.backbone_depth=34")
 
@@ -54,13 +59,16 @@ def run(args: argparse.Namespace) -> int:
 
     top, model = _parse_overrides(args.set)
     fields = {"data": args.data, "val": args.val, "out": args.out, "epochs": args.epochs, "max_steps": args.max_steps,
-              **top}
+              "stage": args.stage, "init_from": args.init_from, **top}
     if args.preset:
         fields["preset"] = args.preset
     cfg = (TrainConfig.from_yaml(args.config, **fields) if args.config
            else TrainConfig(**{k: v for k, v in fields.items() if v is not None}))
     if model:
         cfg.model = {**cfg.model, **model}
+    if cfg.stage == "param" and not cfg.init_from and not args.resume:
+        raise ValueError("stage param trains the parameter regressor on a trained lixel network: give "
+                         "--init-from LIXEL_RUN/checkpoints/last.pt (or --resume a param-stage run)")
     env = init_distributed(cfg.device)
     model_cfg = cfg.model_config()
     body = body_model_for(model_cfg, args.body_model_path)
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     val_set = open_datasets([cfg.val], net, train=False, **kwargs) if cfg.val else None
     logging.getLogger(__name__).info("train: %d training samples%s, %d process(es) on %s", len(train_set),
                                      f", {len(val_set)} validation" if val_set else "", env.world_size, env.device)
-    last = train(cfg, train_set, val_set, net=net, resume=args.resume, env=env)
+    last = train(cfg, train_set, val_set, net=net, resume=args.resume, env=env, body_model=body)
     if env.is_main:
         print(json.dumps({"last_checkpoint": str(last)}))
     shutdown(env)
