@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     body = body_model_for(config, args.body_model_path)
     dataset = open_datasets([args.data], net, train=False, body_model=body, model_path=args.body_model_path)
     result = evaluate(net, dataset, batch_size=args.batch_size, device=env.device, env=env,
-                      keep_predictions=args.freihand_pred is not None)
+                      keep_predictions=args.freihand_pred is not None, body_model=body)
     if env.is_main:
         predictions = result.pop("predictions", None)
         if args.freihand_pred is not None and predictions is not None:

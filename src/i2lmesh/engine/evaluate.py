@@ -5,6 +5,9 @@ depth (the reference's ``use_gt_info``; RootNet's depth when the dataset provide
 network's regressor. MPJPE is root-aligned (each skeleton's root joint subtracted), PA-MPJPE after a similarity
 Procrustes per sample; MPVPE/PA-MPVPE likewise on the vertices (root-aligned with each mesh's own root joint);
 F@5/F@15 mm on Procrustes-aligned vertices for hands. Only valid ground-truth joints count.
+
+A network with a parameter regressor also gets its body-model mesh scored (keys prefixed ``param_``), as the
+reference reports both meshes: the regressor's root-relative mesh and J x mesh, same protocol and ground truth.
 """
 from __future__ import annotations
 
@@ -16,14 +19,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..bodymodels.base import BodyModel, BodyModelFileError
 from ..data.dataset import collate
 from ..geometry.camera import decode_to_camera
 from ..geometry.procrustes import procrustes_align
 from ..losses import LossTargets
 from ..metrics import f_score, pa_errors, point_errors_mm
-from ..nets.i2l import I2LMeshNet
+from ..nets.i2l import I2LMeshNet, I2LOutput
 from .distributed import DistEnv, all_gather_objects
 from .objective import forward_network
+from .param_stage import param_prediction
+
+_ROW_KEYS = ("joint_err", "joint_valid", "pa_joint", "mesh_err", "pa_mesh", "f5", "f15", "pred_joints", "pred_verts")
 
 
 @torch.no_grad()
@@ -31,8 +38,12 @@ def predict_camera(net: I2LMeshNet, images: torch.Tensor, meta: dict[str, Any],
                    targets: LossTargets | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(vertices (B,V,3), joints (B,J,3)) in camera metres for a batch, decoded with the batch's meta
     (``targets`` only for the "gt-pose" cascade, which takes the ground-truth pose as input)."""
+    return decode_camera(net, forward_network(net, net, images, targets), meta)
+
+
+def decode_camera(net: I2LMeshNet, out: I2LOutput, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``out``'s lixel mesh and its J x mesh in camera metres (float64), decoded with the batch's meta."""
     cfg = net.config
-    out = forward_network(net, net, images, targets)
     root = meta["root_depth_m"].double()
     verts = decode_to_camera(out.vertices_hm.double().cpu(), meta["bb2img_trans"].double(), root,
                              meta["K"].double(), cfg.input_size, cfg.heatmap_size, cfg.depth_bins,
@@ -41,59 +52,111 @@ def predict_camera(net: I2LMeshNet, images: torch.Tensor, meta: dict[str, Any],
     return verts.numpy(), joints.numpy()
 
 
+def _param_body_model(net: I2LMeshNet, body_model: BodyModel | None, device: str | torch.device
+                      ) -> BodyModel | None:
+    """The body model that turns ``net``'s regressor output into a mesh: ``body_model``, else the embedded Anny
+    one its config names; None without a regressor or when SMPL/MANO files were not given."""
+    if net.param_regressor is None:
+        return None
+    if body_model is None:
+        if net.config.body_model != "anny":
+            return None
+        from ..nets.factory import body_model_for
+
+        try:
+            body_model = body_model_for(net.config)
+        except (BodyModelFileError, FileNotFoundError):
+            return None
+    cfg = net.config
+    if (body_model.num_vertices, body_model.num_pose_rotations, body_model.num_shape_params) != (
+            cfg.num_vertices, cfg.param_num_rotations, cfg.param_shape_dim):
+        raise ValueError(f"body model {body_model.name!r} does not fit the network's parameter regressor "
+                         f"({cfg.num_vertices} vertices, {cfg.param_num_rotations} rotations, "
+                         f"{cfg.param_shape_dim} shape values)")
+    return body_model.to(device)
+
+
+def _score(rows: dict[str, list], verts: np.ndarray, joints: np.ndarray, meta: dict[str, Any],
+           regressor: np.ndarray, root: int, hand: bool, keep_predictions: bool) -> None:
+    """Append one batch's errors to ``rows``: vertices (B,V,3) and joints (B,J,3) in metres, any origin (each is
+    made relative to its own root joint)."""
+    if keep_predictions:
+        rows["pred_joints"].extend(joints)
+        rows["pred_verts"].extend(verts)
+    gt_rel = meta["joints_cam_rel_m"].double().numpy()
+    valid = meta["joints_cam_valid"].numpy() > 0
+    if not valid.any():  # no dataset joints: score against the fit's joints
+        gt_rel = meta["fit_joints_cam_rel_m"].double().numpy()
+        valid = np.broadcast_to(meta["has_mesh"].numpy()[:, None], gt_rel.shape[:2])
+    pred_rel = joints - joints[:, root:root + 1]
+    rows["joint_err"].extend(point_errors_mm(pred_rel, gt_rel))
+    rows["joint_valid"].extend(valid)
+    for b in range(len(verts)):
+        if valid[b].sum() >= 3:
+            err = np.full(valid.shape[1], np.nan)
+            err[valid[b]] = pa_errors(pred_rel[b][valid[b]][None], gt_rel[b][valid[b]][None])[0]
+            rows["pa_joint"].append(err)
+        if bool(meta["has_mesh"][b]):
+            gt_v = meta["vertices_cam_m"][b].double().numpy()
+            gt_v = gt_v - (regressor @ gt_v)[root]
+            pred_v = verts[b] - joints[b, root]
+            rows["mesh_err"].append(point_errors_mm(pred_v[None], gt_v[None])[0].mean())
+            rows["pa_mesh"].append(pa_errors(pred_v[None], gt_v[None])[0].mean())
+            if hand:
+                aligned = procrustes_align(pred_v[None], gt_v[None])
+                rows["f5"].append(f_score(aligned, gt_v[None], 0.005)[0])
+                rows["f15"].append(f_score(aligned, gt_v[None], 0.015)[0])
+
+
+def _gather(rows: dict[str, list], env: DistEnv | None) -> dict[str, list]:
+    if env is None or not env.distributed:
+        return rows
+    merged: dict[str, list] = {k: [] for k in rows}
+    for part in all_gather_objects(rows, env):
+        for k in rows:
+            merged[k].extend(part[k])
+    return merged
+
+
 def evaluate(net: I2LMeshNet, dataset: Dataset, batch_size: int = 16, device: str | torch.device = "cpu",
              num_workers: int = 0, env: DistEnv | None = None, joint_names: list[str] | None = None,
-             keep_predictions: bool = False) -> dict[str, Any]:
+             keep_predictions: bool = False, body_model: BodyModel | None = None) -> dict[str, Any]:
     """Score ``net`` on ``dataset`` (items as ``i2lmesh.data`` gives them). Under DDP each rank takes a slice and
     rank 0 returns the merged result. Keys: mpjpe_mm, pa_mpjpe_mm, mpvpe_mm, pa_mpvpe_mm, num_samples,
-    per_joint_mpjpe_mm (and f5, f15 for hands; predictions when ``keep_predictions``)."""
+    per_joint_mpjpe_mm (and f5, f15 for hands; predictions when ``keep_predictions``).
+
+    With a parameter regressor and a body model (``body_model``, or the embedded Anny model the config names)
+    the regressor's mesh adds param_mpjpe_mm, param_pa_mpjpe_mm, param_mpvpe_mm, param_pa_mpvpe_mm (and
+    param_f5, param_f15 for hands)."""
     was_training = net.training
     net.eval()
     if env is not None and env.distributed:
         dataset = Subset(dataset, list(range(env.rank, len(dataset), env.world_size)))
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     root = net.topology.get("root_index", 0) if net.topology else 0
-    rows: dict[str, list] = {"joint_err": [], "joint_valid": [], "pa_joint": [], "mesh_err": [], "pa_mesh": [],
-                             "f5": [], "f15": [], "pred_joints": [], "pred_verts": []}
+    rows: dict[str, list] = {k: [] for k in _ROW_KEYS}
+    param_body = _param_body_model(net, body_model, device)
+    param_rows: dict[str, list] = {k: [] for k in _ROW_KEYS}
     hand = net.config.kind == "hand"
     regressor = net.joint_regressor.double().cpu().numpy()
     for images, targets, meta in loader:
-        verts, joints = predict_camera(net, images.to(device), meta, targets)
-        if keep_predictions:
-            rows["pred_joints"].extend(joints)
-            rows["pred_verts"].extend(verts)
-        gt_rel = meta["joints_cam_rel_m"].double().numpy()
-        valid = meta["joints_cam_valid"].numpy() > 0
-        if not valid.any():  # no dataset joints: score against the fit's joints
-            gt_rel = meta["fit_joints_cam_rel_m"].double().numpy()
-            valid = np.broadcast_to(meta["has_mesh"].numpy()[:, None], gt_rel.shape[:2])
-        pred_rel = joints - joints[:, root:root + 1]
-        rows["joint_err"].extend(point_errors_mm(pred_rel, gt_rel))
-        rows["joint_valid"].extend(valid)
-        for b in range(len(verts)):
-            if valid[b].sum() >= 3:
-                err = np.full(valid.shape[1], np.nan)
-                err[valid[b]] = pa_errors(pred_rel[b][valid[b]][None], gt_rel[b][valid[b]][None])[0]
-                rows["pa_joint"].append(err)
-            if bool(meta["has_mesh"][b]):
-                gt_v = meta["vertices_cam_m"][b].double().numpy()
-                gt_v = gt_v - (regressor @ gt_v)[root]
-                pred_v = verts[b] - joints[b, root]
-                rows["mesh_err"].append(point_errors_mm(pred_v[None], gt_v[None])[0].mean())
-                rows["pa_mesh"].append(pa_errors(pred_v[None], gt_v[None])[0].mean())
-                if hand:
-                    aligned = procrustes_align(pred_v[None], gt_v[None])
-                    rows["f5"].append(f_score(aligned, gt_v[None], 0.005)[0])
-                    rows["f15"].append(f_score(aligned, gt_v[None], 0.015)[0])
-    if env is not None and env.distributed:
-        merged: dict[str, list] = {k: [] for k in rows}
-        for part in all_gather_objects(rows, env):
-            for k in rows:
-                merged[k].extend(part[k])
-        rows = merged
+        with torch.no_grad():
+            out = forward_network(net, net, images.to(device), targets)
+            verts, joints = decode_camera(net, out, meta)
+            _score(rows, verts, joints, meta, regressor, root, hand, keep_predictions)
+            if param_body is not None:
+                mesh = param_prediction(param_body, out.param_rotations, out.param_shape)
+                _score(param_rows, mesh.vertices_m.double().cpu().numpy(), mesh.joints_m.double().cpu().numpy(),
+                       meta, regressor, root, hand, False)
+    rows, param_rows = _gather(rows, env), _gather(param_rows, env)
     if was_training:
         net.train()
-    return summarise(rows, joint_names or (net.topology or {}).get("joint_names"), hand)
+    names = joint_names or (net.topology or {}).get("joint_names")
+    result = summarise(rows, names, hand)
+    if param_body is not None:
+        result.update({f"param_{k}": v for k, v in summarise(param_rows, names, hand).items()
+                       if k not in ("num_samples", "per_joint_mpjpe_mm")})
+    return result
 
 
 def summarise(rows: dict[str, list], joint_names: list[str] | None, hand: bool) -> dict[str, Any]:
