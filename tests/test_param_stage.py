@@ -143,7 +143,7 @@ def test_param_stage_trains_only_the_regressor(tmp_path, hands, anny_hand, one_t
     fresh = {k: v.clone() for k, v in net.param_regressor.state_dict().items()}
     initial = copy.deepcopy(net)  # what the param stage starts from
     assert not load_initial_weights(initial, lixel_last)
-    init_param_regressor(initial.param_regressor)
+    init_param_regressor(initial.param_regressor, anny_hand)
     last = train(cfg, data, net=net, body_model=anny_hand)
     end = torch.load(last, weights_only=False)
     for name, value in start.items():  # weights and BatchNorm statistics of the lixel part: bit-identical
@@ -217,7 +217,7 @@ def test_param_stage_two_process_gloo_ddp_equals_one_process(tmp_path, hands, an
     lixel = torch.load(start, weights_only=False)["model"]
     assert all(torch.equal(a["model"][k], v) and torch.equal(b["model"][k], v) for k, v in lixel.items())
     init = _net(anny_hand, 1, param_regressor=True)
-    init_param_regressor(init.param_regressor)
+    init_param_regressor(init.param_regressor, anny_hand)
     keys = [k for k, v in init.state_dict().items() if k.startswith("param_regressor.") and v.is_floating_point()]
     diff = sum((a["model"][k] - b["model"][k]).square().sum() for k in keys).sqrt()
     step = sum((a["model"][k] - init.state_dict()[k]).square().sum() for k in keys).sqrt()

@@ -26,10 +26,10 @@ import torch
 from ..bodymodels.base import BodyModel, BodyModelOutput
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..losses import coord_l1
+from ..nets.factory import rest_rotations
+from ..nets.heads import matrix_to_rot6d
 from ..nets.i2l import I2LMeshNet, ParamRegressor
 
-# Identity rotation in the regressor's 6D layout (row-major 3x2: columns a1 = (1, 0, 0), a2 = (0, 1, 0)).
-_IDENTITY_6D = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 _META_KEYS = ("joints_cam_rel_m", "joints_cam_valid", "fit_joints_cam_rel_m", "fit_joints_cam_valid",
               "vertices_cam_rel_m", "has_mesh", "body_params")
 
@@ -150,15 +150,16 @@ def param_losses(body_model: BodyModel, rotations: torch.Tensor, shape: torch.Te
     }
 
 
-def init_param_regressor(regressor: ParamRegressor) -> None:
-    """Start a fresh regressor at the rest pose: ``fc_pose``'s bias = the identity's 6D for every rotation.
+def init_param_regressor(regressor: ParamRegressor, body_model: BodyModel) -> None:
+    """Start a fresh regressor at the body model's rest pose, a body upright and facing the camera
+    (``nets.factory.rest_rotations``, as the "param" target's head): ``fc_pose``'s bias = their 6D codes.
 
     The reference zeroes the bias; its 6D output then starts near zero, where Gram-Schmidt turns small random
     vectors into arbitrary rotations, one per sample and bone. With this bias the first meshes are near the
     rest pose (and, after :func:`model_shape`, the average shape).
     """
     with torch.no_grad():
-        regressor.fc_pose.bias.copy_(torch.tensor(_IDENTITY_6D).repeat(regressor.num_rotations))
+        regressor.fc_pose.bias.copy_(matrix_to_rot6d(rest_rotations(body_model)).reshape(-1))
 
 
 @contextlib.contextmanager

@@ -299,7 +299,7 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
         net.load_state_dict(state["model"])
     elif cfg.init_from:
         if not load_initial_weights(net, cfg.init_from) and param_stage:
-            init_param_regressor(net.param_regressor)
+            init_param_regressor(net.param_regressor, body_model)
     elif cfg.imagenet_weights != "none":
         load_imagenet_weights(net, cfg.imagenet_weights)
     if param_stage and not resume and not cfg.init_from:
