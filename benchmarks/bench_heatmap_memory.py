@@ -19,13 +19,15 @@ Measured per configuration, in a fresh child process (so a failure cannot take t
          gradients or Adam state (both are included); D sweep and "param" only (the V sweep's backbone is fixed)
 Memory is the peak of the bytes live in PyTorch's CPU allocator during the part, above what was live before it
 (the weights are not counted; their size is in ``param_bytes``), read from torch.profiler's allocation events.
-Beside it: the bytes autograd saved for backward (saved-tensor hooks, parameters excluded), the analytic size of
-the predicted heatmaps (``heatmap_bytes``, float32) and the child's peak resident set (VmHWM) as a sanity check.
-A configuration whose estimated peak exceeds --max-gb is not run ("skipped: over cap"), nor are larger D or V of
-the same target; the child also runs under RLIMIT_DATA so an underestimate fails instead of swapping.
+Beside it: the bytes autograd saved for backward (saved-tensor hooks; weights, buffers and inputs excluded), the
+analytic size of the predicted heatmaps (``heatmap_bytes``, float32) and the growth of the child's peak resident
+set (VmHWM) over both parts, a sanity check (it includes malloc's slack). A configuration whose estimated peak
+exceeds --max-gb is not run ("skipped: over cap"), nor are larger D or V of the same target; the child also runs
+under RLIMIT_DATA so an underestimate fails instead of swapping.
 
     python benchmarks/bench_heatmap_memory.py --plot docs/images/heatmap_memory.png > heatmap_memory.json
-    python benchmarks/bench_heatmap_memory.py --quick
+    python benchmarks/bench_heatmap_memory.py --quick        # lixel, pixel-lixel, voxel; D <= 32; 2 GB cap
+    python benchmarks/bench_heatmap_memory.py --from-json heatmap_memory.json --plot out.png  # redraw only
 """
 from __future__ import annotations
 
@@ -105,13 +107,14 @@ def parameter_counts(cfg: ModelConfig) -> tuple[int, int]:
 
 
 def estimate_peak_bytes(cfg: ModelConfig, batch: int) -> int:
-    """A deliberately generous guess of the child's peak allocation, to decide before running whether it fits:
-    weights; heatmap logits, probabilities and their gradients (6x); the upsampled features; gradients and Adam's
-    two moments of every parameter; ResNet-18's training activations (~0.3 kB per input pixel per image)."""
+    """A guess of the child's peak allocation, to decide before running whether it fits: weights, gradients and
+    Adam's two moments of every parameter; 4x the heatmap (logits, probabilities, their gradients: the measured
+    peak of the output part was at most 3.2x it); the upsampled features; ResNet-18's training activations
+    (~0.3 kB per input pixel per image). The child's RLIMIT_DATA catches an underestimate."""
     total, _ = parameter_counts(cfg)
     upsampled = 4 * batch * cfg.deconv_channels * cfg.mesh_xy_bins ** 2 * 4
     backbone = batch * cfg.input_size ** 2 * 300
-    return 4 * total * 4 + 6 * heatmap_bytes(cfg, batch) + upsampled + backbone
+    return 4 * total * 4 + 4 * heatmap_bytes(cfg, batch) + upsampled + backbone
 
 
 def synthetic_topology(num_joints: int, num_vertices: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -327,7 +330,7 @@ def run_sweeps(args: argparse.Namespace) -> dict[str, Any]:
             record["status"] = "skipped: over cap"
         else:
             spec = {"target": target, "depth_bins": d, "num_vertices": v, "batch": args.batch,
-                    "threads": args.threads, "train": not args.no_train and (sweep == "D" or target == "param")}
+                    "threads": args.threads, "train": not (args.no_train or args.quick) and (sweep == "D" or target == "param")}
             t0 = time.perf_counter()
             record |= run_child(spec, max_bytes, args.timeout)
             record["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -423,8 +426,9 @@ def plot(report: dict[str, Any], path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-gb", type=float, default=8.0, help="skip configurations estimated above this")
-    parser.add_argument("--quick", action="store_true", help="3 targets, D <= 32, two V (about 1-2 minutes)")
+    parser.add_argument("--max-gb", type=float, help="skip configurations estimated above this (default 8; "
+                        "2 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="3 targets, D <= 32, two V, output part only (1-2 minutes)")
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per configuration")
@@ -441,6 +445,8 @@ def main() -> None:
         with open(args.from_json) as f:
             plot(json.load(f), args.plot or "heatmap_memory.png")
         return
+    if args.max_gb is None:
+        args.max_gb = 2.0 if args.quick else 8.0
     t0 = time.perf_counter()
     report = {"torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
               "load_avg_start": os.getloadavg()[0], "max_gb": args.max_gb,
