@@ -325,12 +325,13 @@ def run_sweeps(args: argparse.Namespace) -> dict[str, Any]:
             "heatmap_bytes": heatmap_bytes(cfg, args.batch), "head_params": head_params,
             "param_bytes": 4 * total_params, "estimated_peak_bytes": estimate_peak_bytes(cfg, args.batch)}
         if (sweep, target) in stopped:
-            record["status"] = "skipped: larger than a configuration over the cap"
+            record["status"] = "skipped: a smaller configuration of this series did not run"
         elif record["estimated_peak_bytes"] > max_bytes:
             record["status"] = "skipped: over cap"
         else:
+            train = not (args.no_train or args.quick) and (sweep == "D" or target == "param")
             spec = {"target": target, "depth_bins": d, "num_vertices": v, "batch": args.batch,
-                    "threads": args.threads, "train": not (args.no_train or args.quick) and (sweep == "D" or target == "param")}
+                    "threads": args.threads, "train": train}
             t0 = time.perf_counter()
             record |= run_child(spec, max_bytes, args.timeout)
             record["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -428,7 +429,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-gb", type=float, help="skip configurations estimated above this (default 8; "
                         "2 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="3 targets, D <= 32, two V, output part only (1-2 minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 targets, D <= 32, two V, output part only (1-2 minutes)")
     parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per configuration")

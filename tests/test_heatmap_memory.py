@@ -95,7 +95,7 @@ def test_cap_skips_configurations_without_running_them(monkeypatch):
                               no_param=True)
     report = bench.run_sweeps(args)
     statuses = {r["status"] for r in report["records"]}
-    assert statuses == {"skipped: over cap", "skipped: larger than a configuration over the cap"}
+    assert statuses == {"skipped: over cap", "skipped: a smaller configuration of this series did not run"}
     first = {}
     for r in report["records"]:
         first.setdefault((r["sweep"], r["target"]), r["status"])
