@@ -56,11 +56,11 @@ def test_run_row_trains_scores_and_caches(tmp_path, monkeypatch):
     data = tmp_path / "data"
     generate(SynthConfig(kind="body", num=8, seed=1, size=128), data, workers=1)
     row = Row("MeshNet", MESHNET)
-    kwargs = dict(data=[str(data)], val=str(data), budget_minutes=5, batch_size=4, workers=0, device="cpu",
+    kwargs = dict(data=[str(data)], val=str(data), budget_minutes=None, batch_size=4, workers=0, device="cpu",
                   max_steps=2)
     result = run_row(row, tmp_path / "out", **kwargs)
     assert result["steps"] == 2 and result["num_samples"] == 8 and result["mpjpe_mm"] > 0
-    run_dir = tmp_path / "out" / "runs" / row.key(32)
+    run_dir = tmp_path / "out" / "runs" / "2steps" / row.key(32)
     assert json.loads((run_dir / "result.json").read_text()) == result
     assert not (run_dir / "checkpoints").exists()  # removed unless --keep-checkpoints
 

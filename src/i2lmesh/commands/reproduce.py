@@ -1,7 +1,7 @@
 """``i2lmesh reproduce``: the paper's ablation tables, each variant trained with the same budget and data.
 
     i2lmesh reproduce table1 --budget-minutes 3 --out repro/              # synthesises data if none is given
-    i2lmesh reproduce all --data synth-train/ --val synth-val/ --budget-minutes 5 --out repro/
+    i2lmesh reproduce all --data synth-train/ --val synth-val/ --budget-steps 80 --out repro/
     i2lmesh reproduce table2 --preset paper-body --data h36m/ --val h36m-test/ --wall-clock --budget-minutes 600
 
 Writes OUT/TABLE.md (ours beside the paper's numbers), OUT/TABLE.png and OUT/runs/KEY/result.json per variant;
@@ -19,9 +19,12 @@ HELP = "Re-run the paper's ablation tables (table1, table2, table3, marginalisat
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("tables", nargs="+", metavar="TABLE", help="table1, table2, table3, marginalisation, all")
-    parser.add_argument("--budget-minutes", type=float, required=True,
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-minutes", type=float,
                         help="training budget per variant: CPU time of the training process / its threads "
                              "(minutes of an idle machine), or wall time with --wall-clock")
+    budget.add_argument("--budget-steps", type=int,
+                        help="training budget per variant in optimizer steps (equal data for all; the paper's way)")
     parser.add_argument("--wall-clock", action="store_true", help="budget in wall-clock minutes (GPUs)")
     parser.add_argument("--out", type=Path, default=Path("i2lmesh-reproduce"))
     parser.add_argument("--data", nargs="+", help="training dataset folders (default: synthesise into OUT/data)")
@@ -31,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="cpu-small", help="network preset (paper-body for the paper's scale)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-steps", type=int, help="also stop each variant after this many steps")
     parser.add_argument("--imagenet-weights", default="none", help="none, torchvision, or a state-dict file")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                             preset=args.preset, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
                             workers=args.workers, device=args.device, wall_clock=args.wall_clock,
                             imagenet_weights=args.imagenet_weights, keep_checkpoints=args.keep_checkpoints,
-                            max_steps=args.max_steps)
+                            max_steps=args.budget_steps)
         summary[name] = [{k: r.get(k) for k in ("label", "mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "steps")}
                          for r in results]
         logging.getLogger(__name__).info("reproduce: wrote %s and %s", out / f"{name}.md", out / f"{name}.png")

@@ -4,7 +4,10 @@ Each distinct network config is trained once (rows shared between tables reuse t
 order, seed, optimizer and budget; a finished run leaves ``result.json`` in its folder, so an interrupted study
 continues where it stopped. The budget is CPU time of the training process (``--budget-minutes`` x its torch
 threads, i.e. that many minutes of an otherwise idle machine), so other work on a shared machine does not shrink
-one variant's share. On GPUs use ``--budget-minutes`` as plain wall time with ``--wall-clock``.
+one variant's share (only roughly: busy-waiting threads count as CPU time, so a loaded machine still shrinks a
+run). ``--budget-steps`` gives every variant the same number of training images instead — the paper's protocol
+(same schedule for all), independent of the machine — and reports the CPU time each took. On GPUs use
+``--budget-minutes`` as plain wall time with ``--wall-clock``.
 """
 from __future__ import annotations
 
@@ -24,11 +27,12 @@ from .tables import TABLES, Row, Table
 log = logging.getLogger(__name__)
 
 
-def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: float, preset: str = "cpu-small",
+def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: float | None, preset: str = "cpu-small",
             lr: float = 3e-4, batch_size: int = 16, seed: int = 0, workers: int = 2, device: str = "auto",
             wall_clock: bool = False, imagenet_weights: str = "none", keep_checkpoints: bool = False,
             max_steps: int | None = None) -> dict[str, Any]:
-    """Train one row's network within the budget and score it on ``val``; cached in OUT/runs/KEY/result.json."""
+    """Train one row's network within the budget (``budget_minutes`` and/or ``max_steps``) and score it on ``val``;
+    cached in OUT/runs/BUDGET/KEY/result.json."""
     from ..engine.datasets import open_datasets
     from ..engine.evaluate import evaluate
     from ..engine.train import TrainConfig, train
@@ -36,14 +40,18 @@ def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: floa
 
     heatmap = get_preset(preset).heatmap_size
     key = row.key(heatmap)
-    run_dir = out / "runs" / key
+    budget_tag = f"{max_steps}steps" if budget_minutes is None else (
+        f"{budget_minutes:g}min" + ("-wall" if wall_clock else "") + (f"-{max_steps}steps" if max_steps else ""))
+    run_dir = out / "runs" / budget_tag / key
     result_file = run_dir / "result.json"
     if result_file.is_file():
         log.info("reproduce: %s: reusing %s", row.label, result_file)
         return json.loads(result_file.read_text())
     if run_dir.exists():  # an interrupted run: start it again from scratch (the budget must be whole)
         shutil.rmtree(run_dir)
-    budget = {"max_minutes": budget_minutes} if wall_clock else {
+    if budget_minutes is None and max_steps is None:
+        raise ValueError("set a budget: minutes, steps or both")
+    budget = {} if budget_minutes is None else {"max_minutes": budget_minutes} if wall_clock else {
         "max_cpu_minutes": budget_minutes * torch.get_num_threads()}
     cfg = TrainConfig(preset=preset, model=row.model_overrides(heatmap), data=list(data), val=None, out=str(run_dir),
                       epochs=1000, lr=lr, lr_decay_epochs=[1000], batch_size=batch_size, seed=seed,
@@ -54,13 +62,12 @@ def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: floa
     net = build_network(model_cfg, body)
     train_set = open_datasets(cfg.data, net, train=True, seed=seed, body_model=body)
     val_set = open_datasets([val], net, train=False, body_model=body)
-    log.info("reproduce: %s (%s): training for %.1f %s minutes", row.label, key, budget_minutes,
-             "wall" if wall_clock else "CPU-equivalent")
+    log.info("reproduce: %s (%s): training, budget %s", row.label, key, budget_tag)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    train(cfg, train_set, None, net=net)
+    progress = {"step": 0}
+    train(cfg, train_set, None, net=net, on_step=progress.update)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = max((r["step"] for r in records), default=0)
+    steps = progress["step"]
     metrics = evaluate(net, val_set, batch_size=batch_size, device=next(net.parameters()).device)
     head_params = sum(p.numel() for p in net.mesh_net.parameters())
     result = {
