@@ -188,3 +188,21 @@ def test_param_target_starts_upright_and_learns(anny_body):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+@pytest.mark.parametrize("cascade", ["posenet-meshnet", "meshnet"])
+def test_imagenet_weights_from_a_local_file_fill_every_backbone(tmp_path, cascade):
+    import torchvision
+
+    from i2lmesh.engine.train import load_imagenet_weights
+
+    torch.manual_seed(7)
+    state = torchvision.models.resnet18(weights=None).state_dict()  # stands in for the downloaded file
+    torch.save(state, tmp_path / "resnet18.pth")
+    net = toy_network(cascade=cascade)
+    load_imagenet_weights(net, str(tmp_path / "resnet18.pth"))
+    assert torch.equal(net.mesh_backbone.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    stem = net.pose_backbone if net.has_posenet else net.mesh_backbone
+    assert torch.equal(stem.conv1.weight, state["conv1.weight"])
+    with pytest.raises(FileNotFoundError, match="missing.pth: ImageNet weights file not found"):
+        load_imagenet_weights(net, str(tmp_path / "missing.pth"))

@@ -163,8 +163,9 @@ def load_imagenet_weights(net: I2LMeshNet, source: str) -> None:
             raise FileNotFoundError(f"{path}: ImageNet weights file not found (use imagenet_weights: torchvision "
                                     f"to download torchvision's, or none)")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    net.pose_backbone.load_imagenet_state_dict(state)
-    net.mesh_backbone.load_imagenet_state_dict(state)
+    for backbone in (net.pose_backbone, net.mesh_backbone):
+        if backbone is not None:  # MeshNet alone ("meshnet" cascade) has no pose backbone
+            backbone.load_imagenet_state_dict(state)
 
 
 def load_initial_weights(net: I2LMeshNet, path: str | Path) -> bool:
