@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from .lixel import LixelHead, LixelOutput, rescale_bins, soft_argmax_1d, upsampler
+from .lixel import LixelHead, LixelOutput, rescale_bins, soft_argmax_1d, upsampler, z_heatmap
 
 
 def _nan_like(coords: torch.Tensor) -> torch.Tensor:
@@ -119,7 +119,6 @@ class PixelHead(nn.Module):
                  depth_map: bool) -> None:
         super().__init__()
         self.num_points, self.depth_bins, self.depth_map = num_points, depth_bins, depth_map
-        self.channels = channels
         self.upsample = upsampler(in_channels, channels, num_upsample)
         up_channels = channels if num_upsample else in_channels
         self.conv = nn.Conv2d(up_channels, num_points * (2 if depth_map else 1), 1)
@@ -139,7 +138,7 @@ class PixelHead(nn.Module):
             z = ((prob * depth).sum(dim=(2, 3)) + 0.5) * (self.depth_bins - 1)
             z_spread = _nan_like(z)
         else:
-            z, z_spread = soft_argmax_1d(LixelHead.heatmap_z(self, feature))  # type: ignore[arg-type]
+            z, z_spread = soft_argmax_1d(z_heatmap(self, feature))
         return LixelOutput(torch.cat([xy, z[..., None]], -1), torch.cat([xy_spread, z_spread[..., None]], -1))
 
 

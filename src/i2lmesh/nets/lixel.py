@@ -65,6 +65,15 @@ def rescale_bins(coords: torch.Tensor, spreads: torch.Tensor, factor: float) -> 
     return coords * factor + (factor - 1) / 2, spreads * factor
 
 
+def z_heatmap(head: nn.Module, feature: torch.Tensor) -> torch.Tensor:
+    """The z branch: pool F (B,C,h,w), FC (``head.conv_z_1``, C -> c'D) + ``head.bn_z_1`` + ReLU, reshape (c', D),
+    ``head.conv_z_2`` c' -> N: logits (B,N,D). Shared by every head with a lixel z axis."""
+    pooled = feature.mean(dim=(2, 3))[:, :, None]
+    z_feat = torch.relu(head.bn_z_1(pointwise_conv1d(head.conv_z_1, pooled)))
+    # Channel o = c * D + d holds (feature c, depth bin d).
+    return pointwise_conv1d(head.conv_z_2, z_feat.view(-1, head.conv_z_2.in_channels, head.depth_bins))
+
+
 class LixelHead(nn.Module):
     """Predicts lixel heatmaps of N points (joints for PoseNet, vertices for MeshNet) from F (B,C,h,w).
 
@@ -123,10 +132,7 @@ class LixelHead(nn.Module):
 
     def heatmap_z(self, feature: torch.Tensor) -> torch.Tensor:
         """Logits of the z lixel heatmap (B,N,D) from the globally pooled feature."""
-        pooled = feature.mean(dim=(2, 3))[:, :, None]
-        z_feat = torch.relu(self.bn_z_1(pointwise_conv1d(self.conv_z_1, pooled)))
-        # Channel o = c * D + d holds (feature c, depth bin d).
-        return pointwise_conv1d(self.conv_z_2, z_feat.view(-1, self.channels, self.depth_bins))
+        return z_heatmap(self, feature)
 
     def forward(self, feature: torch.Tensor) -> LixelOutput:
         hm_x, hm_y, hm_z = self.heatmaps(feature)
