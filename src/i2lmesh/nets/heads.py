@@ -30,17 +30,23 @@ def _nan_like(coords: torch.Tensor) -> torch.Tensor:
     return torch.full_like(coords, float("nan"))
 
 
+def marginal_moments(marginals: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (in bins) of each 1D distribution (...,L): (coords (...,K), spreads (...,K)) for K marginals."""
+    coords, spreads = [], []
+    for marginal in marginals:
+        bins = torch.arange(marginal.shape[-1], device=marginal.device, dtype=marginal.dtype)
+        c = (marginal * bins).sum(-1)
+        coords.append(c)
+        spreads.append((marginal * (bins - c.unsqueeze(-1)).square()).sum(-1).clamp_min(1e-12).sqrt())
+    return torch.stack(coords, -1), torch.stack(spreads, -1)
+
+
 def soft_argmax_2d(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (B,N,H,W) -> (coords (B,N,2) x, y; spreads (B,N,2); probabilities (B,N,H,W))."""
     b, n, h, w = logits.shape
     prob = torch.softmax(logits.reshape(b, n, h * w), dim=-1).reshape(b, n, h, w)
-    coords, spreads = [], []
-    for marginal in (prob.sum(dim=2), prob.sum(dim=3)):  # over y -> x distribution; over x -> y distribution
-        bins = torch.arange(marginal.shape[-1], device=logits.device, dtype=prob.dtype)
-        c = (marginal * bins).sum(-1)
-        coords.append(c)
-        spreads.append((marginal * (bins - c.unsqueeze(-1)).square()).sum(-1).clamp_min(1e-12).sqrt())
-    return torch.stack(coords, -1), torch.stack(spreads, -1), prob
+    coords, spreads = marginal_moments((prob.sum(dim=2), prob.sum(dim=3)))  # x (summed over y), y (over x)
+    return coords, spreads, prob
 
 
 class XYZRegressionHead(nn.Module):
@@ -100,13 +106,7 @@ class VoxelHead(nn.Module):
         # The (z, y) axes are flattened together: x is the last axis, the rest splits into z and y below.
         prob = torch.softmax(logits.reshape(b, self.num_points, -1), dim=-1).view(b, self.num_points,
                                                                                  self.depth_bins, h, w)
-        coords, spreads = [], []
-        for marginal in (prob.sum(dim=(2, 3)), prob.sum(dim=(2, 4)), prob.sum(dim=(3, 4))):  # x, y, z
-            bins = torch.arange(marginal.shape[-1], device=up.device, dtype=prob.dtype)
-            c = (marginal * bins).sum(-1)
-            coords.append(c)
-            spreads.append((marginal * (bins - c.unsqueeze(-1)).square()).sum(-1).clamp_min(1e-12).sqrt())
-        coords_t, spreads_t = torch.stack(coords, -1), torch.stack(spreads, -1)
+        coords_t, spreads_t = marginal_moments((prob.sum(dim=(2, 3)), prob.sum(dim=(2, 4)), prob.sum(dim=(3, 4))))
         xy, xy_spread = rescale_bins(coords_t[..., :2], spreads_t[..., :2], self.scale)
         return LixelOutput(torch.cat([xy, coords_t[..., 2:]], -1), torch.cat([xy_spread, spreads_t[..., 2:]], -1))
 
