@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from bench_model import _read_status  # /proc/self/status memory fields in bytes (same folder)
+
 from i2lmesh import get_preset
 from i2lmesh.config import ModelConfig
 from i2lmesh.nets import I2LMeshNet
@@ -170,14 +172,6 @@ class SavedForBackward:
         return sum(self.storages.values())
 
 
-def _status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def synthetic_targets(cfg: ModelConfig, batch: int):
     """Random ground truth inside the heatmap volume, all valid, so every loss term runs."""
     from i2lmesh.losses import LossTargets
@@ -217,7 +211,7 @@ def measure_child(spec: dict[str, Any]) -> dict[str, Any]:
     feature = torch.rand(batch, cfg.backbone_channels, feature_size, feature_size, requires_grad=True)
     images = torch.rand(batch, 3, cfg.input_size, cfg.input_size)
     result: dict[str, Any] = {"num_vertices": cfg.num_vertices, "num_joints": cfg.num_joints}
-    rss_before = _status_bytes("VmRSS:")
+    rss_before = _read_status("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current RSS
         f.write("5")
 
@@ -256,7 +250,7 @@ def measure_child(spec: dict[str, Any]) -> dict[str, Any]:
         result["train_peak_bytes"] = allocator_peak_bytes(train_step)
         result["train_saved_bytes"] = saved_train.bytes
         result["train_s"] = round(time.perf_counter() - t0, 2)
-    result["rss_peak_growth_bytes"] = max(_status_bytes("VmHWM:") - rss_before, 0)
+    result["rss_peak_growth_bytes"] = max(_read_status("VmHWM:") - rss_before, 0)
     return result
 
 
