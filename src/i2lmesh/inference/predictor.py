@@ -356,6 +356,9 @@ class Predictor:
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
+    def _input_dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
     def check_kind(self, kind: str | None) -> str:
         if kind is None:
             return self.kind
@@ -482,8 +485,9 @@ class Predictor:
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start:start + self.batch_size]
             t = time.perf_counter()
-            batch = torch.from_numpy(np.stack([c.patch for c in chunk]).transpose(0, 3, 1, 2) / 255.0).float()
-            out = self.net(batch.to(self.device) if self.backend == "torch" else batch)
+            batch = torch.from_numpy(np.stack([c.patch for c in chunk]).transpose(0, 3, 1, 2) / 255.0)
+            # The patches enter in the network's own precision (float32 unless it was converted, e.g. .double()).
+            out = self.net(batch.to(self.device, self._input_dtype()) if self.backend == "torch" else batch.float())
             arrays = {name: getattr(out, name).detach().float().cpu().numpy().astype(np.float64) for name in
                       ("joints_spread", "vertices_hm", "vertices_spread", "mesh_joints_hm")}
             timings["network_s"] += time.perf_counter() - t
