@@ -119,7 +119,10 @@ def overlay_picture(rgb: np.ndarray, results, K: np.ndarray, backend: str = "num
 def _save_png(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image
 
-    Image.fromarray(rgb).save(path)
+    from ..export.atomic import atomic_write
+
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:  # never a truncated PNG under the final name
+        Image.fromarray(rgb).save(fh, format="PNG")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -146,10 +149,9 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], int]:
 
 
 def _boxes_for(path: Path, args, boxes_json) -> list[np.ndarray] | None:
+    """The user's boxes for one input: --bbox (every input), its --boxes entry ([] = nobody), or None: detect."""
     if args.bbox:
-        from ..inference.detect import parse_bbox
-
-        return [parse_bbox(text) for text in args.bbox]
+        return args.bbox
     if boxes_json is None:
         return None
     if isinstance(boxes_json, list):
@@ -213,8 +215,9 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
     from ..inference.smoothing import OneEuroFilter
     from ..inference.video import VideoReader, VideoWriter
 
+    # The frames folder is made once the first frame has decoded (an unreadable video leaves nothing); the overlay
+    # video is written under a temporary name and renamed only when complete (VideoWriter), each JSON atomically.
     frames_dir = args.out / f"{stem}_frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
     filters: dict[tuple[int, str], OneEuroFilter] = {}
     people_total = 0
     with VideoReader(path, args.max_frames) as reader, VideoWriter(args.out / f"{stem}_overlay.mp4",
@@ -237,6 +240,8 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
             writer.write(overlay_picture(loaded.rgb, results, K_work, args.render_backend))
             info = _image_info(path, loaded, predictor)
             info.update({"frame": index, "time_s": round(time_s, 4), "smoothed": bool(args.smooth)})
+            if index == 0:
+                frames_dir.mkdir(parents=True, exist_ok=True)
             write_results_json(frames_dir / f"frame_{index:06d}.json", results, info)
             people_total += len(results)
             bar.update(1)
@@ -275,11 +280,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give boxes with --bbox or with --boxes, not both")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.bbox:
         from ..inference.detect import parse_bbox
 
-        for text in args.bbox:
-            parse_bbox(text)  # a ValueError here is a one-line usage error
+        # Not four numbers: a usage error (exit 2). An empty box parses and skips each input (exit 1).
+        args.bbox = [parse_bbox(text) for text in args.bbox]
     boxes_json = load_boxes_json(args.boxes) if args.boxes else None
     files, skipped = collect_inputs(args.inputs)
     if not files:

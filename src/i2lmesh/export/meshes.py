@@ -4,6 +4,7 @@ Coordinates: OBJ, PLY, JSON and NPZ keep the camera frame of the predictions (x 
 as the reference's demo writes its OBJ. GLB follows glTF's convention (y up, the viewer looking down -z), so its
 vertices are the camera frame turned 180 degrees about x: (x, -y, -z); viewers then show the person upright and
 facing them. Several meshes (people) go in one file: OBJ objects, one PLY with concatenated vertices, GLB nodes.
+Every writer is atomic (:mod:`i2lmesh.export.atomic`): a crash never leaves a truncated file under the final name.
 No dependency beyond numpy; small readers for the same files serve the tests and quick checks.
 """
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from .atomic import atomic_write, atomic_write_text
 
 Mesh = tuple[np.ndarray, np.ndarray]  # (vertices (V,3) metres, faces (F,3) int)
 
@@ -49,7 +52,7 @@ def write_obj(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], names: Seq
         lines.extend(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v)
         lines.extend(f"f {a} {b} {c}" for a, b, c in (f + 1 + offset))
         offset += len(v)
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -93,7 +96,7 @@ def write_ply(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh],
         vrec[n] = values
     frec = np.empty(len(faces), np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
     frec["n"], frec["i"] = 3, faces
-    with open(path, "wb") as fh:
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         fh.write(vrec.tobytes())
         fh.write(frec.tobytes())
@@ -161,7 +164,7 @@ def write_glb(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], colors: Se
     gltf["buffers"].append({"byteLength": len(blob)})
     json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode("utf-8"), b" ")
     total = 12 + 8 + len(json_chunk) + (8 + len(blob) if blob else 0)
-    with open(path, "wb") as fh:
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         fh.write(struct.pack("<III", _GLB_MAGIC, _GLB_VERSION, total))
         fh.write(struct.pack("<II", len(json_chunk), _CHUNK_JSON) + json_chunk)
         if blob:
@@ -229,7 +232,7 @@ def write_results_json(path: str | os.PathLike, results: Sequence[Any], info: di
     doc["people"] = [r.to_dict(with_vertices=with_vertices) for r in results]
     if not results:
         doc.setdefault("message", "no person found")
-    path.write_text(json.dumps(doc, indent=1))
+    atomic_write_text(path, json.dumps(doc, indent=1))
     return path
 
 
@@ -245,7 +248,8 @@ def write_results_npz(path: str | os.PathLike, results: Sequence[Any]) -> Path:
         arrays["faces"] = np.asarray(results[0].faces)
         arrays["root_depth_m"] = np.array([r.root_depth_m for r in results])
         arrays["score"] = np.array([r.score for r in results])
-    np.savez_compressed(path, **arrays)
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
     return path
 
 
