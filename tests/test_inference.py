@@ -239,9 +239,11 @@ def test_nms_and_box_parsing(tmp_path):
     keep = non_maximum_suppression(boxes[:3], np.array([0.9, 0.8, 0.7]))
     assert keep.tolist() == [0, 2]
     np.testing.assert_allclose(parse_bbox("10, 20,30.5,40"), [10, 20, 30.5, 40])
-    for bad in ("1,2,3", "a,b,c,d", "0,0,-5,5"):
-        with pytest.raises(ValueError):
+    for bad in ("1,2,3", "a,b,c,d", "1,2,nan,4", "1,2,inf,4"):
+        with pytest.raises(ValueError, match="four finite numbers"):
             parse_bbox(bad)
+    # An empty box parses; the Predictor skips the image it is given for (one line, the other inputs complete).
+    assert parse_bbox("0,0,0,5").tolist() == [0, 0, 0, 5]
     (tmp_path / "b.json").write_text(json.dumps({"img.jpg": [[1, 2, 3, 4]], "other": [5, 6, 7, 8]}))
     boxes = load_boxes_json(tmp_path / "b.json")
     assert boxes["img.jpg"][0].tolist() == [1, 2, 3, 4] and boxes["other"][0].tolist() == [5, 6, 7, 8]

@@ -37,8 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate
     from ..engine.train import TrainConfig, train
     from ..metrics import pa_errors, point_errors_mm
+    from ..device import resolve_device
     from ..nets.factory import body_model_for, build_network, load_network
 
+    resolve_device(args.device)  # a device this machine lacks stops the run before minutes of synthesis
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

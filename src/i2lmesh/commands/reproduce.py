@@ -42,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..device import resolve_device
     from ..reproduce import TABLES, run_table, table_names
 
+    resolve_device(args.device)  # a device this machine lacks stops the run before any synthesis or training
     names = table_names(args.tables)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     steps = parser.add_mutually_exclusive_group()
     steps.add_argument("--epochs", type=int)
     steps.add_argument("--max-steps", type=int)
+    parser.add_argument("--device", help="auto (a GPU when there is one), cpu, cuda, cuda:N (default: the config's)")
     parser.add_argument("--body-model-path", help="folder with SMPL/MANO files (when the preset or data use them)")
     parser.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoints/last.pt")
     parser.add_argument("--stage", choices=("lixel", "param"),
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     top, model = _parse_overrides(args.set)
     fields = {"data": args.data, "val": args.val, "out": args.out, "epochs": args.epochs, "max_steps": args.max_steps,
-              "stage": args.stage, "init_from": args.init_from, **top}
+              "stage": args.stage, "init_from": args.init_from, "device": args.device, **top}
     if args.preset:
         fields["preset"] = args.preset
     cfg = (TrainConfig.from_yaml(args.config, **fields) if args.config

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..nets.factory import CheckpointError, atomic_torch_save, network_state
+from ..nets.factory import CheckpointError, atomic_torch_save, network_state, strip_parallel_prefix
 
 
 def capture_rng() -> dict[str, Any]:
@@ -48,4 +48,7 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or "progress" not in data or "optimizer" not in data:
         raise CheckpointError(f"{path}: not an i2lmesh training checkpoint (no optimizer/progress state)")
+    if not isinstance(data.get("model"), dict):
+        raise CheckpointError(f"{path}: training checkpoint has no weights ('model')")
+    data["model"] = strip_parallel_prefix(data["model"])
     return data

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..bodymodels.base import BodyModel, BodyModelFileError
 from ..data.dataset import collate
+from ..device import resolve_device
 from ..geometry.camera import decode_to_camera
 from ..geometry.procrustes import procrustes_align
 from ..losses import LossTargets
@@ -128,6 +129,7 @@ def evaluate(net: I2LMeshNet, dataset: Dataset, batch_size: int = 16, device: st
     With a parameter regressor and a body model (``body_model``, or the embedded Anny model the config names)
     the regressor's mesh adds param_mpjpe_mm, param_pa_mpjpe_mm, param_mpvpe_mm, param_pa_mpvpe_mm (and
     param_f5, param_f15 for hands)."""
+    device = resolve_device(device)
     was_training = net.training
     net.eval()
     if env is not None and env.distributed:

@@ -28,7 +28,8 @@ from ..bodymodels.base import BodyModel
 from ..config import ModelConfig, get_preset
 from ..data.dataset import collate
 from ..losses import LossTargets
-from ..nets.factory import FORMAT_NAME, CheckpointError, body_model_for, build_network
+from ..nets.factory import (FORMAT_NAME, CheckpointError, body_model_for, build_network, state_dict_mismatch,
+                            strip_parallel_prefix)
 from ..nets.i2l import I2LMeshNet
 from .objective import forward_network, network_losses
 from .checkpoint import load_training_checkpoint, restore_rng, save_training_checkpoint
@@ -193,7 +194,7 @@ def load_initial_weights(net: I2LMeshNet, path: str | Path) -> bool:
         logger.warning("init_from %s: model config differs in %s (this run: %s)", path, ", ".join(differ),
                        ", ".join(f"{k}={current[k]!r}" for k in differ))
     own = net.state_dict()
-    state = {k: v for k, v in data["model"].items()
+    state = {k: v for k, v in strip_parallel_prefix(data.get("model") or {}).items()
              if not (k.startswith("param_regressor.") and (k not in own or own[k].shape != v.shape))}
     try:
         result = net.load_state_dict(state, strict=False)
@@ -297,6 +298,9 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
         if not last.is_file():
             raise CheckpointError(f"{last}: nothing to resume (no last.pt in {ckpt_dir})")
         state = load_training_checkpoint(last)
+        mismatch = state_dict_mismatch(net.state_dict(), state["model"])
+        if mismatch:
+            raise CheckpointError(f"{last}: this run's network does not fit the checkpoint ({mismatch})")
         net.load_state_dict(state["model"])
     elif cfg.init_from:
         if not load_initial_weights(net, cfg.init_from) and param_stage:

@@ -17,6 +17,7 @@ longest side exceeds ``MAX_IMAGE_SIDE_PX`` (outputs are mapped back to the origi
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -27,13 +28,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from ..geometry.camera import decode_to_camera, heatmap_to_crop_px
 from ..geometry.crop import apply_affine, crop_transforms, process_bbox
 from .detect import Detection, DetectorUnavailable, create_detector
 from .root_depth import ASSUMED_BOX_SIZE_M, image_intrinsics, k_value_root_depth
 
+log = logging.getLogger(__name__)
+
 MAX_IMAGE_SIDE_PX = 4096  # larger images are downscaled to this longest side for processing
 MAX_IMAGE_PIXELS = 250_000_000  # larger images are refused (decompression bombs, memory)
+# Box width/height ranges that a person's box takes (beyond them a box gets a warning, ``box_shape_warning``).
+# Bodies: from a thin standing person (~0.25 in COCO person boxes) to a person lying sideways (~3:1 is rare; 2.0
+# covers sitting, arms out and most lying poses). Hands: a spread or fisted hand is roughly square; 3:1 either way
+# already means an arm or background in the box.
+PERSON_BOX_ASPECT = {"body": (0.2, 2.0), "hand": (1 / 3, 3.0)}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 
 
@@ -182,7 +191,8 @@ class PersonResult:
     *_uncertainty_xyz_mm (N,3): 1-sigma per axis from the heatmap spreads (x/y through the crop scale and K at each
     point's depth, z through bbox_3d_size / D); *_uncertainty_mm (N,): their norm.
     score = detector_score x heatmap_confidence; heatmap_confidence in [0, 1] is 1 - mean joint x/y spread /
-    the spread of a uniform heatmap (0: flat heatmaps, 1: one-hot peaks).
+    the spread of a uniform heatmap (0: flat heatmaps, 1: one-hot peaks). warnings: one-line notes on results
+    that are likely wrong (e.g. ``box_shape_warning``); empty when none.
     """
 
     kind: str
@@ -206,6 +216,7 @@ class PersonResult:
     score: float
     detector_score: float | None
     heatmap_confidence: float
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self, with_vertices: bool = False) -> dict[str, Any]:
         """JSON-ready summary (lists of floats). Vertices and faces only when ``with_vertices``."""
@@ -226,6 +237,7 @@ class PersonResult:
                                       "median": round(float(np.median(self.vertex_uncertainty_mm)), 1),
                                       "max": round(float(self.vertex_uncertainty_mm.max()), 1)},
             "num_vertices": int(len(self.vertices_m)), "num_faces": int(len(self.faces)),
+            "warnings": list(self.warnings),
         }
         if with_vertices:
             out["vertices_m"] = r(self.vertices_m, 5)
@@ -256,6 +268,37 @@ def heatmap_confidence(joint_spread_bins: np.ndarray, heatmap_size: int) -> floa
     return float(np.clip(1.0 - np.mean(np.asarray(joint_spread_bins)[:, :2]) / uniform, 0.0, 1.0))
 
 
+def _user_boxes(boxes: Any, source: str) -> np.ndarray:
+    """User boxes -> (N, 4) float64 (x, y, w, h); N = 0 for an empty list (nobody in this image)."""
+    try:
+        arr = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{source}: boxes should be numbers (x, y, w, h), got {type(boxes).__name__}"
+                            ) from None
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    arr = arr.reshape(1, 4) if arr.shape == (4,) else arr
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise BadInputError(f"{source}: boxes should be (x, y, w, h) rows, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise BadInputError(f"{source}: boxes must be finite numbers, got {np.round(arr, 2).tolist()}")
+    return arr
+
+
+def box_shape_warning(box_xywh: np.ndarray, kind: str) -> str | None:
+    """A warning when a box's width/height is far from a person's (or hand's), else None.
+
+    The crop is made square around the box's centre (``process_bbox``), so a box much wider than a body (e.g. a
+    whole wide image) puts a small person inside mostly background, and the network's mesh is then unreliable.
+    Limits in ``PERSON_BOX_ASPECT`` (w/h)."""
+    lo, hi = PERSON_BOX_ASPECT[kind]
+    w, h = float(box_xywh[2]), float(box_xywh[3])
+    if w <= 0 or h <= 0 or lo <= w / h <= hi:
+        return None
+    return (f"box w/h = {w / h:.2f} is far from a {kind}'s proportions ({lo:g} to {hi:g}): the square crop around "
+            f"it is mostly background and the mesh may be wrong; give a box around the {kind}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The predictor
 
@@ -272,6 +315,7 @@ class _Crop:
     intrinsics_source: str
     root_depth_m: float | None
     patch: np.ndarray  # (S, S, 3) float32 0..255
+    warnings: list[str]
 
 
 def _crop_patch(rgb: np.ndarray, img2patch: np.ndarray, size: int) -> np.ndarray:
@@ -309,7 +353,8 @@ class Predictor:
                  batch_size: int = 8, detector: str = "auto") -> None:
         self.net, self.config, self.topology = net, config, dict(topology or {})
         self.faces = np.asarray(faces, dtype=np.int64)
-        self.device, self.backend, self.batch_size, self.detector_name = device, backend, max(1, batch_size), detector
+        self.device = resolve_device(device)
+        self.backend, self.batch_size, self.detector_name = backend, max(1, batch_size), detector
         self.kind = config.kind
         names = self.topology.get("joint_names") or [f"joint_{i}" for i in range(config.num_joints)]
         self.joint_names = list(names)
@@ -327,6 +372,10 @@ class Predictor:
         num_threads: CPU threads for the network (None: the runtime's default, one per core). On a machine shared
         with other work, 1 thread is often faster than fighting for the cores.
         """
+        device = resolve_device(device)  # a device this machine lacks is one line, before any loading
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                        or num_threads < 1):
+            raise BadInputError(f"num_threads must be a positive whole number, got {num_threads!r}")
         path = Path(path)
         if num_threads is not None and backend == "torch":
             torch.set_num_threads(int(num_threads))
@@ -352,7 +401,7 @@ class Predictor:
             fast = optimise_for_inference(net)
             fast.topology = topology
             net = fast
-        return cls(net.eval(), config, topology, faces, str(device), "torch", batch_size, detector)
+        return cls(net.eval(), config, topology, faces, device, "torch", batch_size, detector)
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -448,10 +497,7 @@ class Predictor:
             K, k_source = self._intrinsics(k_value, loaded)
             h, w = loaded.rgb.shape[:2]
             if user_boxes is not None:
-                arr = np.asarray(user_boxes, dtype=np.float64)
-                arr = arr.reshape(1, 4) if arr.shape == (4,) else arr
-                if arr.ndim != 2 or arr.shape[1] != 4:
-                    raise BadInputError(f"boxes should be (x, y, w, h) rows, got shape {arr.shape}")
+                arr = _user_boxes(user_boxes, loaded.source)  # an empty list: an outside detector found nobody
                 detections = [Detection(b * loaded.scale, 1.0, "user") for b in arr]
             else:
                 t = time.perf_counter()
@@ -476,9 +522,12 @@ class Predictor:
                 if d is not None and not (math.isfinite(float(d)) and float(d) > 0):
                     raise BadInputError(f"root depth must be a positive number of metres, got {d}")
                 img2patch, patch2img = crop_transforms(processed, size)
+                warning = box_shape_warning(det.box_xywh, self.kind)
+                if warning:
+                    log.warning("%s: %s", loaded.source, warning)
                 crops.append(_Crop(i, det.box_xywh, processed, det.source, None if det.source == "user" else
                                    det.score, patch2img, K, k_source, None if d is None else float(d),
-                                   _crop_patch(loaded.rgb, img2patch, size)))
+                                   _crop_patch(loaded.rgb, img2patch, size), [warning] if warning else []))
             timings["crop_s"] += time.perf_counter() - t
 
         results: list[list[PersonResult]] = [[] for _ in range(n)]
@@ -534,8 +583,8 @@ class Predictor:
             joint_uncertainty_mm=np.linalg.norm(joint_unc, axis=1).astype(np.float32),
             joint_uncertainty_xyz_mm=joint_unc.astype(np.float32),
             score=confidence * (1.0 if det_score is None else det_score), detector_score=det_score,
-            heatmap_confidence=confidence)
+            heatmap_confidence=confidence, warnings=list(crop.warnings))
 
 
 __all__ = ["Predictor", "PersonResult", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",
-           "spread_to_camera_mm", "heatmap_confidence", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]
+           "spread_to_camera_mm", "heatmap_confidence", "box_shape_warning", "PERSON_BOX_ASPECT", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]

@@ -15,6 +15,7 @@ import torch
 
 from ..bodymodels import BodyModel, create_body_model
 from ..config import ModelConfig
+from ..device import resolve_device
 from .i2l import I2LMeshNet
 
 FORMAT_NAME = "i2lmesh"
@@ -112,12 +113,44 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             os.unlink(tmp)
 
 
+# DataParallel and DistributedDataParallel save the wrapped network's keys as "module.<key>"; most checkpoints in
+# this field (the reference's included) carry it.
+PARALLEL_PREFIX = "module."
+
+
+def strip_parallel_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict without the ``module.`` prefix of DataParallel/DDP (removed only when every key has it, as
+    many times as it was nested); other state dicts are returned as they are."""
+    while state and all(isinstance(k, str) and k.startswith(PARALLEL_PREFIX) for k in state):
+        state = {k[len(PARALLEL_PREFIX):]: v for k, v in state.items()}
+    return state
+
+
+def state_dict_mismatch(own: dict[str, Any], state: dict[str, Any], limit: int = 5) -> str:
+    """'' when ``state`` fits ``own`` (same keys, same shapes), else one line naming the first missing, unexpected
+    and misshapen keys (at most ``limit`` of each)."""
+    def first(keys: list[str]) -> str:
+        return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [f"{k} {tuple(getattr(state[k], 'shape', ()))} (network {tuple(own[k].shape)})" for k in own
+                 if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    parts = [f"{name}: {first(keys)}" for name, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                                          ("wrong shapes", misshapen)) if keys]
+    return "; ".join(parts)
+
+
 def save_network(net: I2LMeshNet, path: str | os.PathLike) -> None:
     atomic_torch_save(network_state(net), path)
 
 
 def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[I2LMeshNet, ModelConfig]:
-    """Load an i2lmesh network file or training checkpoint; returns (network in eval mode, its config)."""
+    """Load an i2lmesh network file or training checkpoint; returns (network in eval mode, its config).
+
+    Raises :class:`~i2lmesh.device.DeviceError` for a device this machine lacks (checked first) and
+    :class:`CheckpointError` (one line naming the file) for a missing, unreadable or mismatched file."""
+    device = resolve_device(device)
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
@@ -132,14 +165,23 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if data.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {data['version']} is newer than this i2lmesh "
                               f"supports ({FORMAT_VERSION}); upgrade i2lmesh")
+    state = data.get("model")
+    if not isinstance(state, dict) or not isinstance(data.get("model_config"), dict):
+        raise CheckpointError(f"{path}: checkpoint has no weights ('model') or no 'model_config'")
+    state = strip_parallel_prefix(state)
+    missing = [k for k in ("joint_regressor", "faces") if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: weights do not match the network (missing keys: {', '.join(missing)})")
     try:
         config = ModelConfig.from_dict(data["model_config"])
-        state = data["model"]
         body = body_model_for(config) if config.target == "param" else None
         net = I2LMeshNet(config, state["joint_regressor"], state["faces"], body_model=body)
-        net.load_state_dict(state, strict=True)
-    except (KeyError, ValueError, RuntimeError, AssertionError) as exc:
+    except (KeyError, ValueError, TypeError, RuntimeError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: checkpoint does not match its network config ({first})") from None
+        raise CheckpointError(f"{path}: checkpoint's network config is not usable ({first})") from None
+    mismatch = state_dict_mismatch(net.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"{path}: weights do not match the network its config describes ({mismatch})")
+    net.load_state_dict(state, strict=True)
     net.topology = data.get("topology", {})
     return net.to(device).eval(), config
