@@ -185,3 +185,44 @@ def test_zero_width_bbox_skips_each_input_and_the_run_completes(checkpoint, imag
     code = main(["demo", str(image_file), "--checkpoint", str(checkpoint), "--out", str(out), "--bbox", "10,10,x,50",
                  "--no-progress"])
     assert code == 2
+
+
+# -- never NaN or inf in an output ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value", [("--focal", "1e300"), ("--focal", "1e-300"), ("--focal", "nan"),
+                                           ("--root-depth", "1e300"), ("--root-depth", "-2"),
+                                           ("--root-depth", "inf")])
+def test_absurd_camera_values_are_usage_errors(option, value, checkpoint, image_file, tmp_path, capsys):
+    code = main(["demo", str(image_file), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--bbox",
+                 "60,25,50,70", "--no-progress", option, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"i2lmesh demo: error: {option} must be between")
+    assert not (tmp_path / "out").exists()
+
+
+def test_api_refuses_absurd_values_and_huge_boxes(checkpoint):
+    from i2lmesh.inference import BadInputError
+
+    image, _ = _rendered_image()
+    predictor = Predictor.from_checkpoint(checkpoint, optimise=False)
+    box = [[60, 25, 50, 70]]
+    for kwargs in (dict(intrinsics=1e30), dict(intrinsics=np.diag([1e-9, 1e-9, 1.0])), dict(intrinsics={"f": 1}),
+                   dict(intrinsics=[[1, 0, 0], [0, 1, 0], [0, 0, 1j]]), dict(root_depth_m=1e300),
+                   dict(root_depth_m=[1 + 2j]), dict(root_depth_m="far")):
+        with pytest.raises(BadInputError):
+            predictor.predict(image, boxes=box, **kwargs)
+    with pytest.raises(BadInputError, match="within"):
+        predictor.predict(image, boxes=[[0, 0, 1e308, 1e308]])
+
+
+def test_nan_weights_give_one_line_and_no_files(tmp_path, image_file, capsys):
+    net = _tiny_net()
+    with torch.no_grad():
+        next(p for n, p in net.named_parameters() if "conv_x" in n).fill_(float("nan"))
+    save_network(net, tmp_path / "nan.pt")
+    out = tmp_path / "out"
+    code = main(["demo", str(image_file), "--checkpoint", str(tmp_path / "nan.pt"), "--out", str(out), "--bbox",
+                 "60,25,50,70", "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("i2lmesh demo:")]
+    assert code == 1 and len(err) == 1 and "not finite" in err[0]
+    assert not any(out.glob("a.*"))

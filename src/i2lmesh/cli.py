@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 # name -> module under i2lmesh.commands
 COMMANDS: dict[str, str] = {
@@ -31,6 +32,11 @@ class UserError(Exception):
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, ValueError)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    first = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    print(f"i2lmesh: warning: {first}", file=file or sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="i2lmesh", description="I2L-MeshNet: 3D human body and hand meshes "
                                      "from one RGB image.")
@@ -47,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not args.verbose:  # a library's warning is one line, not its file, line and source text
+        warnings.showwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

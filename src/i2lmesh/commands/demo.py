@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -268,14 +267,17 @@ def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..inference.detect import DetectorUnavailable, create_detector, load_boxes_json
-    from ..inference.predictor import BadInputError, Predictor
+    from ..inference.predictor import BadInputError, Predictor, check_focal, check_root_depth
     from ..inference.video import is_video
     from ..nets.factory import CheckpointError
 
-    if args.focal is not None and not (math.isfinite(args.focal) and args.focal > 0):
-        raise UserError(f"--focal must be a positive number of pixels, got {args.focal}")
-    if args.root_depth is not None and not (math.isfinite(args.root_depth) and args.root_depth > 0):
-        raise UserError(f"--root-depth must be a positive number of metres, got {args.root_depth}")
+    try:  # the Predictor's own checks, applied once here so that a bad value stops the run (exit 2)
+        if args.focal is not None:
+            check_focal(args.focal, "--focal")
+        if args.root_depth is not None:
+            check_root_depth(args.root_depth, "--root-depth")
+    except BadInputError as exc:
+        raise UserError(str(exc)) from None
     if args.bbox and args.boxes:
         raise UserError("give boxes with --bbox or with --boxes, not both")
     if args.batch_size < 1:

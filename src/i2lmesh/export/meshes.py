@@ -232,7 +232,7 @@ def write_results_json(path: str | os.PathLike, results: Sequence[Any], info: di
     doc["people"] = [r.to_dict(with_vertices=with_vertices) for r in results]
     if not results:
         doc.setdefault("message", "no person found")
-    atomic_write_text(path, json.dumps(doc, indent=1))
+    atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False))  # strict JSON: never NaN/Infinity
     return path
 
 

@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGE_SIDE_PX = 4096  # larger images are downscaled to this longest side for processing
 MAX_IMAGE_PIXELS = 250_000_000  # larger images are refused (decompression bombs, memory)
+# Plausible camera values; beyond them the outputs are absurd or overflow (a focal of 1e30 px puts the person
+# 1e28 m away), so they are refused. Focal: a fisheye on a thumbnail (~1 px) to a 800 mm lens on 3.8 um pixels
+# (~2e5 px). Root depth: 1 cm (a hand on the lens) to 10 km.
+FOCAL_RANGE_PX = (1.0, 1e6)
+ROOT_DEPTH_RANGE_M = (0.01, 1e4)
+MAX_BOX_COORDINATE_PX = 1e7  # |x|, |y|, w, h of a user box (the box is then clipped to the image)
 # Box width/height ranges that a person's box takes (beyond them a box gets a warning, ``box_shape_warning``).
 # Bodies: from a thin standing person (~0.25 in COCO person boxes) to a person lying sideways (~3:1 is rare; 2.0
 # covers sitting, arms out and most lying poses). Hands: a spread or fisted hand is roughly square; 3:1 either way
@@ -268,6 +274,26 @@ def heatmap_confidence(joint_spread_bins: np.ndarray, heatmap_size: int) -> floa
     return float(np.clip(1.0 - np.mean(np.asarray(joint_spread_bins)[:, :2]) / uniform, 0.0, 1.0))
 
 
+def _in_range(value: Any, name: str, unit: str, bounds: tuple[float, float]) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{name} must be a number of {unit}, got {str(value)[:60]!r}") from None
+    if not (math.isfinite(number) and bounds[0] <= number <= bounds[1]):
+        raise BadInputError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g} {unit}, got {value}")
+    return number
+
+
+def check_focal(value: Any, name: str = "focal length") -> float:
+    """A focal length in pixels as float, or BadInputError (one line) outside ``FOCAL_RANGE_PX``."""
+    return _in_range(value, name, "pixels", FOCAL_RANGE_PX)
+
+
+def check_root_depth(value: Any, name: str = "root depth") -> float:
+    """A root depth in metres as float, or BadInputError (one line) outside ``ROOT_DEPTH_RANGE_M``."""
+    return _in_range(value, name, "metres", ROOT_DEPTH_RANGE_M)
+
+
 def _user_boxes(boxes: Any, source: str) -> np.ndarray:
     """User boxes -> (N, 4) float64 (x, y, w, h); N = 0 for an empty list (nobody in this image)."""
     try:
@@ -280,8 +306,9 @@ def _user_boxes(boxes: Any, source: str) -> np.ndarray:
     arr = arr.reshape(1, 4) if arr.shape == (4,) else arr
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise BadInputError(f"{source}: boxes should be (x, y, w, h) rows, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise BadInputError(f"{source}: boxes must be finite numbers, got {np.round(arr, 2).tolist()}")
+    if not np.all(np.abs(arr) <= MAX_BOX_COORDINATE_PX):  # also NaN and inf
+        raise BadInputError(f"{source}: box values must be finite and within +-{MAX_BOX_COORDINATE_PX:g} px, got "
+                            f"{arr.tolist()}")
     return arr
 
 
@@ -435,16 +462,20 @@ class Predictor:
             K = image_intrinsics(ow, oh)
             source = "image size (f = diagonal)"
         elif np.ndim(value) == 0:
-            f = float(value)
-            if not (math.isfinite(f) and f > 0):
-                raise BadInputError(f"the focal length must be a positive number of pixels, got {value}")
+            f = check_focal(value)
             ow, oh = loaded.original_size
             K = image_intrinsics(ow, oh, f)
             source = "user focal"
         else:
-            K = np.asarray(value, dtype=np.float64)
-            if K.shape != (3, 3) or not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-                raise BadInputError(f"intrinsics should be a 3x3 K with positive focal lengths, got {K.tolist()}")
+            try:
+                K = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise BadInputError(f"intrinsics should be a 3x3 K of numbers, got {str(value)[:60]!r}") from None
+            if K.shape != (3, 3) or not np.all(np.isfinite(K)) or np.any(K[2] != (0, 0, 1)):
+                raise BadInputError(f"intrinsics should be a finite 3x3 K with last row (0, 0, 1), got "
+                                    f"{np.asarray(K).tolist()}")
+            check_focal(K[0, 0], "intrinsics fx")
+            check_focal(K[1, 1], "intrinsics fy")
             source = "user"
         return np.diag([s, s, 1.0]) @ K, source
 
@@ -508,7 +539,11 @@ class Predictor:
                 timings["detect_s"] += time.perf_counter() - t
             depths = depth_value
             if depths is not None and np.ndim(depths) > 0:
-                depths = list(np.asarray(depths, np.float64).reshape(-1))
+                try:
+                    depths = list(np.asarray(depths, np.float64).reshape(-1))
+                except (TypeError, ValueError):
+                    raise BadInputError(f"root_depth_m should be numbers (metres), got {str(depths)[:60]!r}"
+                                        ) from None
                 if len(depths) != len(detections):
                     raise BadInputError(f"root_depth_m: {len(depths)} depths for {len(detections)} boxes")
             t = time.perf_counter()
@@ -519,8 +554,7 @@ class Predictor:
                     raise BadInputError(f"{loaded.source}: box {shown} (x, y, w, h) lies outside the "
                                         f"{loaded.original_size[0]}x{loaded.original_size[1]} image or is empty")
                 d = depths[j] if isinstance(depths, list) else depths
-                if d is not None and not (math.isfinite(float(d)) and float(d) > 0):
-                    raise BadInputError(f"root depth must be a positive number of metres, got {d}")
+                d = None if d is None else check_root_depth(d, "root_depth_m")
                 img2patch, patch2img = crop_transforms(processed, size)
                 warning = box_shape_warning(det.box_xywh, self.kind)
                 if warning:
@@ -570,6 +604,15 @@ class Predictor:
         vertex_unc = spread_to_camera_mm(out["vertices_spread"], vertices[:, 2], **unc)
         joint_unc = spread_to_camera_mm(out["joints_spread"], joints[:, 2], **unc)
         confidence = heatmap_confidence(out["joints_spread"], cfg.heatmap_size)
+        outputs = {"vertices": vertices, "joints": joints, "2D joints": joints_px, "uncertainty": vertex_unc,
+                   "joint uncertainty": joint_unc}
+        f32_max = float(np.finfo(np.float32).max)  # outputs are float32: larger values would become inf
+        bad = [name for name, value in outputs.items() if not np.all(np.abs(value) < f32_max)]  # NaN fails too
+        if bad:  # never written as NaN/inf: an absurd focal, root depth or box, or a network with NaN weights
+            raise BadInputError(
+                f"{loaded.source}: the {', '.join(bad)} are not finite (NaN or inf) with focal "
+                f"{crop.K[0, 0] / s:.6g} px, root depth {root_depth:.6g} m, box "
+                f"{np.round(crop.box / s, 1).tolist()}; check these values (or the checkpoint's weights)")
         det_score = crop.detector_score
         K_orig = np.diag([1.0 / s, 1.0 / s, 1.0]) @ crop.K
         return PersonResult(
@@ -587,4 +630,5 @@ class Predictor:
 
 
 __all__ = ["Predictor", "PersonResult", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",
-           "spread_to_camera_mm", "heatmap_confidence", "box_shape_warning", "PERSON_BOX_ASPECT", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]
+           "spread_to_camera_mm", "heatmap_confidence", "box_shape_warning", "PERSON_BOX_ASPECT",
+           "check_focal", "check_root_depth", "FOCAL_RANGE_PX", "ROOT_DEPTH_RANGE_M", "MAX_BOX_COORDINATE_PX", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]
