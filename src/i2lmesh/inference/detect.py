@@ -26,9 +26,30 @@ import numpy as np
 
 # HOG works on a copy whose longest side is at most this many pixels (speed); boxes are mapped back.
 HOG_MAX_SIDE_PX = 640
+# Smaller images are enlarged towards a longest side of 320 px, but at most this much: past 2x, upscaled pixel
+# noise becomes smooth blobs that the SVM takes for people (uniform noise of 16-64 px, upscaled to 320 px, gave a
+# detection on 33/40, 29/40, 18/40, 6/40 and 2/40 images at 16, 24, 32, 48 and 64 px, scores up to 0.96; at
+# most 2x: none). The smallest person found is then ~50 px tall in the input.
+HOG_MAX_UPSCALE = 2.0
+# The SVM's window, (width, height) px: OpenCV crashes on an image smaller than it (plus padding), and no person
+# fits anyway.
+HOG_WINDOW_PX = (64, 128)
 # The default people detector's 64x128 window has ~16 px of margin around a ~96 px tall person: boxes are shrunk
 # by these fractions of the window per side so that they hug the person like an annotated box.
 HOG_MARGIN_X, HOG_MARGIN_Y = 0.15, 0.10
+# A window is a person when its score 1/(1+exp(-2m)) >= HOG_MIN_SCORE, m the SVM margin: 0.5 is m >= 0, the
+# SVM's own decision boundary. Windows under it are nobody: they are neither reported nor suppress others. Not
+# higher, because real people score just above it: on 20 frames of a pedestrian video, clearly visible walkers
+# scored 0.509, 0.529 and 0.539, and on 128 synthetic renders true boxes (IoU >= 0.5) 0.515 and 0.546; while
+# what fools HOG scores as high as people (blob-like noise up to 0.97), so a higher threshold loses people without
+# making noise safe. Uniform noise gives no window at all at m >= 0 once upscaling is capped (0 of 40 seeded images at
+# each size from 16 to 640 px, see HOG_MAX_UPSCALE).
+HOG_MIN_SCORE = 0.5
+# Duplicates (one person, several windows: the whole body plus a window on the legs or the upper body):
+# torchvision's NMS at this IoU, then a window is dropped when at least HOG_NMS_CONTAINMENT of the smaller of it
+# and a kept, better window lies inside the other (measured against the smaller box, whichever scores higher).
+HOG_NMS_IOU = 0.3
+HOG_NMS_CONTAINMENT = 0.5
 MEDIAPIPE_VERSION = "0.10.21"
 
 
@@ -45,17 +66,17 @@ class Detection:
     source: str
 
 
-def parse_bbox(text: str) -> np.ndarray:
-    """``"x,y,w,h"`` (pixels) -> float64 (4,). Raises ValueError with the offending text."""
+def parse_bbox(text: str, what: str = "--bbox") -> np.ndarray:
+    """``"x,y,w,h"`` (pixels) -> float64 (4,). Raises ValueError naming ``what`` and the text unless it is four
+    finite numbers. A box of zero or negative size parses: it is empty, and the Predictor skips the image it is
+    given for with one line (as a box outside the image), so the other inputs still complete."""
     parts = [p for p in text.replace(" ", "").split(",") if p != ""]
     try:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"--bbox {text!r}: expected four numbers x,y,w,h in pixels")
-    if values[2] <= 0 or values[3] <= 0:
-        raise ValueError(f"--bbox {text!r}: width and height must be positive")
+        raise ValueError(f"{what} {text!r}: expected four finite numbers x,y,w,h in pixels")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -67,8 +88,10 @@ def load_boxes_json(path: str | Path) -> list[np.ndarray] | dict[str, list[np.nd
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"--boxes {path}: file not found") from None
+    except RecursionError:
+        raise ValueError(f"--boxes {path}: JSON nested too deeply") from None
     except (OSError, ValueError) as exc:
-        raise ValueError(f"--boxes {path}: not a readable JSON file ({exc})") from None
+        raise ValueError(f"--boxes {path}: not a readable JSON file ({str(exc).splitlines()[0]})") from None
 
     def as_boxes(items, where: str) -> list[np.ndarray]:
         if isinstance(items, (list, tuple)) and len(items) == 4 and all(isinstance(v, (int, float)) for v in items):
@@ -77,9 +100,10 @@ def load_boxes_json(path: str | Path) -> list[np.ndarray] | dict[str, list[np.nd
             raise ValueError(f"--boxes {path}: {where} should be a list of [x, y, w, h] boxes")
         out = []
         for box in items:
-            if not (isinstance(box, (list, tuple)) and len(box) == 4):
-                raise ValueError(f"--boxes {path}: {where}: {box!r} is not [x, y, w, h]")
-            out.append(parse_bbox(",".join(str(v) for v in box)))
+            if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+                raise ValueError(f"--boxes {path}: {where}: {str(box)[:80]} is not [x, y, w, h] (four numbers)")
+            out.append(parse_bbox(",".join(str(v) for v in box), f"--boxes {path}: {where}:"))
         return out
 
     if isinstance(data, dict):
@@ -99,36 +123,47 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-12)
 
 
-def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.4,
-                            containment: float = 0.8) -> np.ndarray:
-    """Greedy NMS. boxes (N,4) xywh, scores (N,). A box is dropped when its IoU with a kept, higher-scoring box
-    exceeds ``iou_threshold`` or when at least ``containment`` of its area lies inside that box (HOG fires on a
-    person's upper body inside the full-body window). Returns the kept indices, best first."""
+def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = HOG_NMS_IOU,
+                            containment: float = HOG_NMS_CONTAINMENT) -> np.ndarray:
+    """One box per person. boxes (N,4) xywh, scores (N,). First ``torchvision.ops.nms`` at ``iou_threshold``;
+    then, best first, a box is dropped when at least ``containment`` of the smaller of it and a kept box lies
+    inside the other (HOG fires on a person's legs or upper body as well as on the whole person, sometimes with
+    the better score). Returns the kept indices, best first."""
+    import torch
+    from torchvision.ops import nms
+
     boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)
-    order = np.argsort(-scores, kind="stable")
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    x1y1, x2y2 = boxes[:, :2], boxes[:, :2] + boxes[:, 2:]
+    order = nms(torch.from_numpy(np.concatenate([x1y1, x2y2], 1)), torch.from_numpy(scores),
+                float(iou_threshold)).numpy()
+    area = boxes[:, 2] * boxes[:, 3]
     keep: list[int] = []
     for i in order:
         if keep:
-            kept = boxes[keep]
-            iou = box_iou(boxes[i], kept)[0]
-            x1 = np.maximum(boxes[i, 0], kept[:, 0])
-            y1 = np.maximum(boxes[i, 1], kept[:, 1])
-            x2 = np.minimum(boxes[i, 0] + boxes[i, 2], kept[:, 0] + kept[:, 2])
-            y2 = np.minimum(boxes[i, 1] + boxes[i, 3], kept[:, 1] + kept[:, 3])
-            inside = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None) / max(boxes[i, 2] * boxes[i, 3], 1e-12)
-            if np.any(iou > iou_threshold) or np.any(inside >= containment):
+            wh = np.clip(np.minimum(x2y2[i], x2y2[keep]) - np.maximum(x1y1[i], x1y1[keep]), 0, None)
+            inside = wh[:, 0] * wh[:, 1] / np.maximum(np.minimum(area[i], area[keep]), 1e-12)
+            if np.any(inside >= containment):
                 continue
         keep.append(int(i))
     return np.asarray(keep, dtype=np.int64)
 
 
+def _svm_margin(score: float) -> float:
+    """The SVM margin m whose score 1/(1+exp(-2m)) is ``score``."""
+    p = min(max(float(score), 1e-6), 1.0 - 1e-6)
+    return 0.5 * math.log(p / (1.0 - p))
+
+
 class HOGPersonDetector:
-    """OpenCV's default HOG people detector + NMS. ``min_score`` is on the squashed SVM margin (see ``detect``)."""
+    """OpenCV's default HOG people detector + NMS. ``min_score`` is on the squashed SVM margin (see ``detect``);
+    the default, HOG_MIN_SCORE, is explained where it is defined."""
 
     name = "hog"
 
-    def __init__(self, min_score: float = 0.5, max_side_px: int = HOG_MAX_SIDE_PX, scale_step: float = 1.15,
-                 win_stride: int = 8) -> None:
+    def __init__(self, min_score: float = HOG_MIN_SCORE, max_side_px: int = HOG_MAX_SIDE_PX,
+                 scale_step: float = 1.15, win_stride: int = 8) -> None:
         import cv2
 
         if not hasattr(cv2, "HOGDescriptor"):
@@ -140,34 +175,37 @@ class HOGPersonDetector:
         self.scale_step, self.win_stride = scale_step, win_stride
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """image_rgb (H,W,3) uint8 -> detections (best first). The SVM margin m becomes a score 1/(1+exp(-2m))."""
+        """image_rgb (H,W,3) uint8 -> detections (best first), one per person. The SVM margin m becomes a score
+        1/(1+exp(-2m)); windows under ``min_score`` are dropped before :func:`non_maximum_suppression`."""
         import cv2
 
         h, w = image_rgb.shape[:2]
-        # Work at a size where people of a typical photo are >= 100 px tall but the pyramid stays small.
+        # Work at a size where people of a typical photo are >= 100 px tall but the pyramid stays small; never
+        # enlarge more than HOG_MAX_UPSCALE (blown-up pixels look like people to the SVM).
         factor = min(1.0, self.max_side_px / max(h, w)) if max(h, w) > self.max_side_px else \
-            max(1.0, 320.0 / max(h, w))
+            min(HOG_MAX_UPSCALE, max(1.0, 320.0 / max(h, w)))
         small = image_rgb if factor == 1.0 else cv2.resize(
             image_rgb, (max(1, round(w * factor)), max(1, round(h * factor))),
             interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
         gray = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
-        if min(gray.shape) < 64:
+        if gray.shape[1] < HOG_WINDOW_PX[0] or gray.shape[0] < HOG_WINDOW_PX[1]:
             return []
         stride = (self.win_stride, self.win_stride)
         rects, weights = self.hog.detectMultiScale(gray, winStride=stride, padding=(16, 16), scale=self.scale_step,
-                                                   groupThreshold=0, hitThreshold=0.0)
+                                                   groupThreshold=0, hitThreshold=_svm_margin(self.min_score))
         if len(rects) == 0:
             return []
         rects = np.asarray(rects, np.float64).reshape(-1, 4)
         scores = 1.0 / (1.0 + np.exp(-2.0 * np.asarray(weights, np.float64).reshape(-1)))
+        person = scores >= self.min_score
+        rects, scores = rects[person], scores[person]
         # Tighten the window around the person, then back to the input's pixels.
         rects[:, 0] += rects[:, 2] * HOG_MARGIN_X
         rects[:, 1] += rects[:, 3] * HOG_MARGIN_Y
         rects[:, 2] *= 1.0 - 2.0 * HOG_MARGIN_X
         rects[:, 3] *= 1.0 - 2.0 * HOG_MARGIN_Y
         rects /= factor
-        keep = [i for i in non_maximum_suppression(rects, scores) if scores[i] >= self.min_score]
-        return [Detection(rects[i], float(scores[i]), self.name) for i in keep]
+        return [Detection(rects[i], float(scores[i]), self.name) for i in non_maximum_suppression(rects, scores)]
 
 
 def _require_mediapipe():
@@ -267,4 +305,5 @@ def clip_box_to_image(box_xywh: Sequence[float], width: int, height: int) -> np.
 
 __all__ = ["Detection", "DetectorUnavailable", "HOGPersonDetector", "MediaPipeDetector", "create_detector",
            "mediapipe_available", "parse_bbox", "load_boxes_json", "non_maximum_suppression", "box_iou",
-           "clip_box_to_image", "HOG_MAX_SIDE_PX", "MEDIAPIPE_VERSION"]
+           "clip_box_to_image", "HOG_MAX_SIDE_PX", "HOG_MAX_UPSCALE", "HOG_MIN_SCORE", "HOG_NMS_IOU",
+           "HOG_NMS_CONTAINMENT", "MEDIAPIPE_VERSION"]
