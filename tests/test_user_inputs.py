@@ -226,3 +226,31 @@ def test_nan_weights_give_one_line_and_no_files(tmp_path, image_file, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("i2lmesh demo:")]
     assert code == 1 and len(err) == 1 and "not finite" in err[0]
     assert not any(out.glob("a.*"))
+
+
+# -- odd paths ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs POSIX FIFOs and symbolic links")
+def test_odd_paths_each_get_their_own_line_and_the_run_completes(checkpoint, image_file, tmp_path, capsys):
+    import os
+
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "broken.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    too_long = tmp_path / ("x" * 300 + ".png")
+    inputs = {"loop1": "Too many levels of symbolic links", "broken.png": "broken symbolic link",
+              "fifo.png": "not a regular file", too_long.name: "cannot be opened"}
+    out = tmp_path / "out"
+    code = main(["demo", str(image_file), *[str(tmp_path / name) for name in inputs], "--checkpoint", str(checkpoint),
+                 "--out", str(out), "--bbox", "60,25,50,70", "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("i2lmesh demo:")]
+    assert code == 1 and len(err) == len(inputs)
+    for line, (name, reason) in zip(err, inputs.items()):
+        assert name in line and reason in line, line
+    assert (out / "a.json").is_file()
+    # An output folder that is a file: one line, exit 2.
+    code = main(["demo", str(image_file), "--checkpoint", str(checkpoint), "--out", str(image_file), "--bbox",
+                 "60,25,50,70", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot be used as the output folder" in err[0]

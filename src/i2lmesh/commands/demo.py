@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -136,14 +137,22 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], int]:
 
     files, skipped = [], 0
     for path in paths:
-        if path.is_dir():
-            for child in sorted(path.iterdir()):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
-                    files.append(child)
-                elif child.is_file():
-                    skipped += 1
-        else:
+        try:
+            children = sorted(path.iterdir()) if path.is_dir() else None
+        except OSError:  # a name too long, a loop, no permission: its one-line error comes when it is processed
+            children = None
+        if children is None:
             files.append(path)  # missing or odd files get their one-line error when processed
+            continue
+        for child in children:
+            try:
+                regular = child.is_file()
+            except OSError:
+                regular = False
+            if regular and child.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+                files.append(child)
+            elif regular:
+                skipped += 1
     return files, skipped
 
 
@@ -308,7 +317,13 @@ def run(args: argparse.Namespace) -> int:
             predictor._detectors[predictor.kind] = create_detector(predictor.kind, args.detector)
         except DetectorUnavailable as exc:
             raise UserError(str(exc)) from None
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.out, os.W_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as exc:
+        raise UserError(f"--out {args.out}: cannot be used as the output folder "
+                        f"({exc.strerror or type(exc).__name__})") from None
     if skipped:
         log.info("demo: ignored %d file(s) in the input folders that are neither images nor videos", skipped)
 

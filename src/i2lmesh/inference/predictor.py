@@ -43,6 +43,7 @@ MAX_IMAGE_PIXELS = 250_000_000  # larger images are refused (decompression bombs
 # (~2e5 px). Root depth: 1 cm (a hand on the lens) to 10 km.
 FOCAL_RANGE_PX = (1.0, 1e6)
 ROOT_DEPTH_RANGE_M = (0.01, 1e4)
+MAX_BOXES_PER_IMAGE = 100  # more user boxes for one image are refused (each is a network crop: minutes)
 MAX_BOX_COORDINATE_PX = 1e7  # |x|, |y|, w, h of a user box (the box is then clipped to the image)
 # Box width/height ranges that a person's box takes (beyond them a box gets a warning, ``box_shape_warning``).
 # Bodies: from a thin standing person (~0.25 in COCO person boxes) to a person lying sideways (~3:1 is rare; 2.0
@@ -117,16 +118,35 @@ def _downscale(loaded: LoadedImage, max_side: int = MAX_IMAGE_SIDE_PX) -> Loaded
     return loaded
 
 
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an input file (missing, a broken or looping link, not a regular file, a name
+    the file system refuses, empty, unreadable), or None."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return "broken symbolic link" if path.is_symlink() else "file not found"
+    except OSError as exc:  # ELOOP, ENAMETOOLONG, EACCES on a parent ...
+        return f"cannot be opened ({exc.strerror or type(exc).__name__})"
+    import stat
+
+    if not stat.S_ISREG(info.st_mode):
+        return "is a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file (a FIFO, socket or device)"
+    if info.st_size == 0:
+        return "empty file"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
 def read_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE_PX) -> LoadedImage:
     """Read an image file as 8-bit RGB with its EXIF orientation applied. Raises BadInputError (one line) for a
     missing, empty, corrupt, truncated, unsupported or too large file."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise BadInputError(f"{path}: empty file")
+    problem = file_problem(path)
+    if problem:
+        raise BadInputError(f"{path}: {problem}")
     notes: list[str] = []
     try:
         with Image.open(path) as im:
@@ -135,7 +155,7 @@ def read_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE_PX) -> Lo
                 raise BadInputError(f"{path}: image too large ({w}x{h} px, limit {MAX_IMAGE_PIXELS / 1e6:.0f} MP)")
             if w < 1 or h < 1:
                 raise BadInputError(f"{path}: empty image ({w}x{h} px)")
-            if im.format == "JPEG" and max(w, h) > 2 * max_side:
+            if im.format == "JPEG" and max(w, h) > 2 * max_side and min(w, h) >= 2:
                 im.draft("RGB", (w // 2, h // 2))  # let libjpeg decode at a reduced scale: fast for huge photos
             im.load()
             orientation = im.getexif().get(0x0112, 1)
@@ -306,6 +326,8 @@ def _user_boxes(boxes: Any, source: str) -> np.ndarray:
     arr = arr.reshape(1, 4) if arr.shape == (4,) else arr
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise BadInputError(f"{source}: boxes should be (x, y, w, h) rows, got shape {arr.shape}")
+    if len(arr) > MAX_BOXES_PER_IMAGE:
+        raise BadInputError(f"{source}: {len(arr)} boxes for one image (at most {MAX_BOXES_PER_IMAGE})")
     if not np.all(np.abs(arr) <= MAX_BOX_COORDINATE_PX):  # also NaN and inf
         raise BadInputError(f"{source}: box values must be finite and within +-{MAX_BOX_COORDINATE_PX:g} px, got "
                             f"{arr.tolist()}")
@@ -631,4 +653,4 @@ class Predictor:
 
 __all__ = ["Predictor", "PersonResult", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",
            "spread_to_camera_mm", "heatmap_confidence", "box_shape_warning", "PERSON_BOX_ASPECT",
-           "check_focal", "check_root_depth", "FOCAL_RANGE_PX", "ROOT_DEPTH_RANGE_M", "MAX_BOX_COORDINATE_PX", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]
+           "check_focal", "check_root_depth", "file_problem", "MAX_BOXES_PER_IMAGE", "FOCAL_RANGE_PX", "ROOT_DEPTH_RANGE_M", "MAX_BOX_COORDINATE_PX", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]

@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..export.atomic import discard, temporary_path
-from .predictor import BadInputError
+from .predictor import BadInputError, file_problem
 
 # Before any cv2.VideoCapture / VideoWriter of this process (see the module docstring). -8 is AV_LOG_QUIET.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -60,8 +60,9 @@ class VideoReader:
         import cv2
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise BadInputError(f"{self.path}: file not found")
+        problem = file_problem(self.path)
+        if problem:
+            raise BadInputError(f"{self.path}: {problem}")
         with _quiet_opencv():
             self.capture = cv2.VideoCapture(str(self.path))
         if not self.capture.isOpened():
