@@ -276,7 +276,7 @@ def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
     from ..inference.detect import DetectorUnavailable, create_detector, load_boxes_json
-    from ..inference.predictor import BadInputError, Predictor, check_focal, check_root_depth
+    from ..inference.predictor import MAX_THREADS, BadInputError, Predictor, check_focal, check_root_depth
     from ..inference.video import is_video
     from ..nets.factory import CheckpointError
 
@@ -291,8 +291,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give boxes with --bbox or with --boxes, not both")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise UserError(f"--threads must be from 1 to {MAX_THREADS}, got {args.threads}")
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.bbox:

@@ -43,6 +43,7 @@ MAX_IMAGE_PIXELS = 250_000_000  # larger images are refused (decompression bombs
 # (~2e5 px). Root depth: 1 cm (a hand on the lens) to 10 km.
 FOCAL_RANGE_PX = (1.0, 1e6)
 ROOT_DEPTH_RANGE_M = (0.01, 1e4)
+MAX_THREADS = 1024  # torch.set_num_threads overflows on absurd counts
 MAX_BOXES_PER_IMAGE = 100  # more user boxes for one image are refused (each is a network crop: minutes)
 MAX_BOX_COORDINATE_PX = 1e7  # |x|, |y|, w, h of a user box (the box is then clipped to the image)
 # Box width/height ranges that a person's box takes (beyond them a box gets a warning, ``box_shape_warning``).
@@ -82,6 +83,9 @@ def _to_uint8_rgb(array: np.ndarray, notes: list[str], name: str) -> np.ndarray:
         raise BadInputError(f"{name}: expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}")
     if array.size == 0 or min(array.shape[:2]) < 1:
         raise BadInputError(f"{name}: empty image ({array.shape[1] if array.ndim > 1 else 0}x{array.shape[0]} px)")
+    if not (array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer)
+            or np.issubdtype(array.dtype, np.floating)):
+        raise BadInputError(f"{name}: pixels should be numbers (uint8, integers, floats), got dtype {array.dtype}")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif array.dtype == np.uint16 or (np.issubdtype(array.dtype, np.integer) and array.dtype != np.uint8):
@@ -116,6 +120,19 @@ def _downscale(loaded: LoadedImage, max_side: int = MAX_IMAGE_SIDE_PX) -> Loaded
     loaded.scale *= factor
     loaded.notes.append(f"downscaled from {w}x{h} to {size[0]}x{size[1]} px (limit {max_side} px)")
     return loaded
+
+
+# The first bytes of the formats Pillow reads here (JPEG, PNG, GIF, BMP, TIFF, WebP's RIFF, PNM).
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"P5", b"P6")
+
+
+def _has_image_signature(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_SIGNATURES)
 
 
 def file_problem(path: Path) -> str | None:
@@ -170,6 +187,8 @@ def read_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE_PX) -> Lo
     except BadInputError:
         raise
     except UnidentifiedImageError:
+        if _has_image_signature(path):  # the start of a known format, then garbage
+            raise BadInputError(f"{path}: corrupt or unreadable image (a damaged header)") from None
         raise BadInputError(f"{path}: not an image or an unsupported format") from None
     except Image.DecompressionBombError:
         raise BadInputError(f"{path}: image too large (Pillow's decompression-bomb limit)") from None
@@ -423,8 +442,8 @@ class Predictor:
         """
         device = resolve_device(device)  # a device this machine lacks is one line, before any loading
         if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                        or num_threads < 1):
-            raise BadInputError(f"num_threads must be a positive whole number, got {num_threads!r}")
+                                        or not 1 <= num_threads <= MAX_THREADS):
+            raise BadInputError(f"num_threads must be a whole number from 1 to {MAX_THREADS}, got {num_threads!r}")
         path = Path(path)
         if num_threads is not None and backend == "torch":
             torch.set_num_threads(int(num_threads))

@@ -100,13 +100,18 @@ def network_state(net: I2LMeshNet) -> dict[str, Any]:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    """torch.save to a temporary file in the same folder, flushed to disk, then rename: a crash never leaves half a
+    file under ``path``. The temporary name is ``<name>.<8 random [a-z0-9_]>.tmp`` (``tempfile.mkstemp``); a kill -9
+    during the write leaves it behind, and ``engine.checkpoint.remove_stale_temp_files`` recognises it by that name.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())  # the data is on disk before the rename makes it the file (node crash)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -136,8 +141,13 @@ def state_dict_mismatch(own: dict[str, Any], state: dict[str, Any], limit: int =
     unexpected = [k for k in state if k not in own]
     misshapen = [f"{k} {tuple(getattr(state[k], 'shape', ()))} (network {tuple(own[k].shape)})" for k in own
                  if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    # Values a load would silently cast: complex weights (imaginary part dropped), floats into integer buffers.
+    mistyped = [f"{k} {getattr(state[k], 'dtype', type(state[k]).__name__)} (network {own[k].dtype})" for k in own
+                if k in state and not (isinstance(state[k], torch.Tensor) and not state[k].is_complex()
+                                       and state[k].is_floating_point() == own[k].is_floating_point())]
     parts = [f"{name}: {first(keys)}" for name, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                                          ("wrong shapes", misshapen)) if keys]
+                                                          ("wrong shapes", misshapen), ("wrong types", mistyped))
+             if keys]
     return "; ".join(parts)
 
 
@@ -162,7 +172,11 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         hint = (" (looks like an original I2L-MeshNet snapshot: convert it with `i2lmesh convert-official`)"
                 if isinstance(data, dict) and "network" in data else "")
         raise CheckpointError(f"{path}: not an i2lmesh checkpoint{hint}")
-    if data.get("version", 0) > FORMAT_VERSION:
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: checkpoint format version should be a whole number, got "
+                              f"{str(version)[:40]!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {data['version']} is newer than this i2lmesh "
                               f"supports ({FORMAT_VERSION}); upgrade i2lmesh")
     state = data.get("model")
@@ -172,6 +186,9 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     missing = [k for k in ("joint_regressor", "faces") if k not in state]
     if missing:
         raise CheckpointError(f"{path}: weights do not match the network (missing keys: {', '.join(missing)})")
+    problem = mesh_buffers_problem(state["joint_regressor"], state["faces"])
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     try:
         config = ModelConfig.from_dict(data["model_config"])
         body = body_model_for(config) if config.target == "param" else None
@@ -183,5 +200,36 @@ def load_network(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     if mismatch:
         raise CheckpointError(f"{path}: weights do not match the network its config describes ({mismatch})")
     net.load_state_dict(state, strict=True)
-    net.topology = data.get("topology", {})
+    topology = data.get("topology") or {}
+    problem = topology_problem(topology, config.num_joints)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    net.topology = topology
     return net.to(device).eval(), config
+
+
+def mesh_buffers_problem(joint_regressor: Any, faces: Any) -> str | None:
+    """Why a checkpoint's joint regressor (J, V) and faces (F, 3) cannot drive a network, or None."""
+    if not isinstance(joint_regressor, torch.Tensor) or joint_regressor.ndim != 2 \
+            or not joint_regressor.is_floating_point() or not torch.isfinite(joint_regressor).all():
+        return "joint_regressor should be a finite (J, V) float tensor"
+    if not isinstance(faces, torch.Tensor) or faces.ndim != 2 or faces.shape[1] != 3 or faces.is_floating_point():
+        return "faces should be an (F, 3) integer tensor"
+    num_vertices = joint_regressor.shape[1]
+    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= num_vertices):
+        return f"faces index vertices outside 0..{num_vertices - 1}"
+    return None
+
+
+def topology_problem(topology: Any, num_joints: int) -> str | None:
+    """Why a checkpoint's topology (joint names, root index, kind) is unusable, or None. Empty is allowed."""
+    if not isinstance(topology, dict):
+        return f"topology should be a dict, got {type(topology).__name__}"
+    names = topology.get("joint_names")
+    if names is not None and (not isinstance(names, (list, tuple)) or len(names) != num_joints
+                              or not all(isinstance(n, str) for n in names)):
+        return f"topology joint_names should be {num_joints} strings"
+    root = topology.get("root_index", 0)
+    if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < num_joints:
+        return f"topology root_index should be a joint index 0..{num_joints - 1}, got {str(root)[:20]}"
+    return None
