@@ -671,5 +671,6 @@ class Predictor:
 
 
 __all__ = ["Predictor", "PersonResult", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",
-           "spread_to_camera_mm", "heatmap_confidence", "box_shape_warning", "PERSON_BOX_ASPECT",
-           "check_focal", "check_root_depth", "file_problem", "MAX_BOXES_PER_IMAGE", "FOCAL_RANGE_PX", "ROOT_DEPTH_RANGE_M", "MAX_BOX_COORDINATE_PX", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]
+           "spread_to_camera_mm", "heatmap_confidence", "box_shape_warning", "PERSON_BOX_ASPECT", "check_focal",
+           "check_root_depth", "file_problem", "MAX_BOXES_PER_IMAGE", "FOCAL_RANGE_PX", "ROOT_DEPTH_RANGE_M",
+           "MAX_BOX_COORDINATE_PX", "MAX_IMAGE_SIDE_PX", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]

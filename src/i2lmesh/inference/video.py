@@ -11,8 +11,8 @@ corrupt file) straight to file descriptor 2, and OpenCV adds ``[ WARN:0@...]`` l
 video is reported by us in one line instead. OpenCV sets FFmpeg's log level from ``OPENCV_FFMPEG_LOGLEVEL`` when
 its FFmpeg backend is first used in the process (measured with opencv-python-headless 4.14: set before the first
 ``cv2.VideoCapture``/``VideoWriter`` it works, even after ``import cv2``; set later it has no effect), so importing
-``i2lmesh`` (its ``__init__``, the earliest point) sets it to -8 (AV_LOG_QUIET) unless the user has set it (``OPENCV_FFMPEG_LOGLEVEL=24`` shows FFmpeg's
-warnings again). OpenCV's own log level is lowered to errors only while a video is opened and read
+``i2lmesh`` (its ``__init__``, the earliest point) sets it to -8 (AV_LOG_QUIET) unless the user has set it
+(``OPENCV_FFMPEG_LOGLEVEL=24`` shows FFmpeg's warnings again). OpenCV's own log level is lowered to errors only while a video is opened and read
 (``cv2.utils.logging``), then restored.
 """
 from __future__ import annotations
