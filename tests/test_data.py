@@ -462,7 +462,7 @@ def test_pw3d_loader_gendered_gt_and_rootnet(tmp_path, smpl_bank):
                      "smpl_param": {**_smpl_param(rng, (0, 0, 5.0)), "gender": gender}})
     _dump(root / "data" / "3DPW_test.json", {"images": images, "annotations": anns})
     _dump(root / "rootnet_output" / "bbox_root_pw3d_output.json",
-          [{"ann_id": 11, "bbox": [1, 2, 40, 40], "root_cam": [0, 0, 5100.0]}])
+          [{"ann_id": 11, "bbox": [1, 2, 40, 40], "root_cam": [0, 0, 5.1]}])
     records = load_records("pw3d", root, "test")
     assert [r.body_gender for r in records] == ["male", "female"]
     assert records[1].root_depth_m == pytest.approx(5.1) and records[1].bbox_is_final
@@ -494,7 +494,7 @@ def test_freihand_loader_train_and_eval(tmp_path, smpl_bank):
         _dump(root / "data" / f"freihand_{split}_coco.json", {"images": images, "annotations": anns})
         _dump(root / "data" / f"freihand_{split}_data.json", db)
     _dump(root / "rootnet_output" / "bbox_root_freihand_output.json",
-          [{"image_id": 0, "bbox": [0, 0, 48, 48], "root_cam": [0, 0, 650.0]}])
+          [{"image_id": 0, "bbox": [0, 0, 48, 48], "root_cam": [0, 0, 0.65]}])
     train = load_records("freihand", root, "train")
     assert all(r.kind == "hand" and r.body_model == "mano" and r.fit_valid and r.joint_set is None for r in train)
     assert len(train[0].extra["joint_3d_m"]) == 21

@@ -4,9 +4,9 @@
 file_name, width, height, db_idx; annotations: id, image_id, bbox) and ``freihand_train_data.json`` (str(db_idx) ->
 {cam_param {focal, princpt}, mano_param {pose 48, shape 10, trans 3} in the camera frame, joint_3d (21x3, m)});
 eval ``freihand_eval_coco.json``, ``freihand_eval_data.json`` (-> {cam_param, scale}) and
-``rootnet_output/bbox_root_freihand_output.json``. Images are ``data/<file_name>``.
-As the reference there are no "orig" joint targets: the MANO fit is the target (joint_3d is kept in
-``extra["joint_3d_m"]``). Hands are never flipped.
+``rootnet_output/bbox_root_freihand_output.json`` (keyed by image_id, root_cam in **metres**, as the reference adds it
+to metre offsets). Images are ``data/<file_name>``. As the reference there are no "orig" joint targets: the MANO
+fit is the target (joint_3d is kept in ``extra["joint_3d_m"]``). Hands are never flipped.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..record import SampleRecord
 from . import read_json
-from ._common import RejectCounter, apply_rootnet, k_from, rootnet_entries, smpl_params
+from ._common import RejectCounter, apply_rootnet, k_from, rootnet_entries, rootnet_unit, smpl_params
 
 SPLITS = {"train": "train", "test": "eval", "eval": "eval"}
 
@@ -30,6 +30,7 @@ def load(root: str | Path, split: str = "train", use_rootnet: bool = True, **_) 
     db = read_json(root / "data" / f"freihand_{name}_data.json")
     rootnet = rootnet_entries(root / "rootnet_output" / "bbox_root_freihand_output.json") \
         if name == "eval" and use_rootnet else None
+    depth_unit = rootnet_unit(rootnet, "freihand", "FreiHAND RootNet")
     image_by_id = {img["id"]: img for img in coco["images"]}
     rejects = RejectCounter(f"FreiHAND {name}")
     records: list[SampleRecord] = []
@@ -55,7 +56,7 @@ def load(root: str | Path, split: str = "train", use_rootnet: bool = True, **_) 
         else:
             record.extra["scale"] = float(entry["scale"]) if "scale" in entry else None
             if rootnet is not None:
-                apply_rootnet(record, rootnet.get(int(ann["image_id"])))
+                apply_rootnet(record, rootnet.get(int(ann["image_id"])), depth_unit)
         records.append(record)
     rejects.report(len(records))
     return records

@@ -1,11 +1,15 @@
 """SURREAL converted COCO-style by the reference's ``tool/SURREAL/surreal2coco.py`` (official_spec.md 5.6).
 
-The reference has no SURREAL loader, only the converter; this reads its output: {images: id, width, height,
-file_name, cam_param {focal, princpt}; annotations: id, image_id, joint_img (24x2 px), joint_cam (24x3, camera
-metres), bbox, smpl_param {pose, shape, trans, gender}} (left/right already un-mirrored by the converter).
-``root`` holds the json (``<split>.json``, ``surreal_<split>.json`` or ``SURREAL_<split>.json``, directly, under
-``data/`` or ``annotations/``) and the images under ``images/`` (or ``root`` itself). Splits: train (1 fps) and
-test = the BodyNet validation middle frames, as the converter writes them.
+The reference has no SURREAL loader, only the converter; this reads its output: {images: id, width (320), height
+(240), file_name, cam_param {focal (600, 600), princpt (160, 120)}; annotations: id, image_id, joint_img (24x2 px),
+joint_cam (24x3, camera metres), bbox (1.2 x the extent of the joints inside the image), smpl_param {pose, shape,
+trans, gender "female"/"male"}} (left/right already un-mirrored by the converter).
+The converter walks ``<root>/{train,val}/<run>/<sequence>/<clip>.mp4`` (the official ``test`` folder is skipped:
+"use val as test following BodyNet") and writes ``<root>/train.json`` and ``<root>/val.json``, with ``file_name``
+= ``<run>/<sequence>/<clip>_<frame:03d>.jpg`` relative to the split folder, where it extracts the frames. So
+images are ``<root>/<split>/<file_name>``; a folder ``images/`` (or ``root`` itself) is used when the split folder
+is absent. The json may also sit under ``data/`` or ``annotations/``, or be named ``surreal_<split>.json``.
+Splits: train (1 fps) and test = val (the middle frame of each BodyNet validation clip).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def annotation_file(root: Path, split: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    return candidates[1]  # read_json reports it as missing
+    return candidates[0]  # the converter's name; read_json reports it as missing
 
 
 def load(root: str | Path, split: str = "train", **_) -> list[SampleRecord]:
@@ -35,7 +39,7 @@ def load(root: str | Path, split: str = "train", **_) -> list[SampleRecord]:
         raise ValueError(f"SURREAL split must be 'train' or 'test' (BodyNet val), got {split!r}")
     root = Path(root)
     data = read_json(annotation_file(root, split))
-    images = image_dir(root, "images", ".")
+    images = image_dir(root, SPLITS[split], "images", ".")
     image_by_id = {img["id"]: img for img in data["images"]}
     rejects = RejectCounter(f"SURREAL {split}")
     records: list[SampleRecord] = []
