@@ -5,8 +5,10 @@ preprocessing, so a checkpoint is always decoded the way it was trained.
 """
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Callable, Mapping
 
 BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
 # MeshNet output representations (paper Tables 1, 2 and 10): body-model parameters, xyz coordinates from two FC
@@ -15,6 +17,128 @@ BACKBONE_DEPTHS = (18, 34, 50, 101, 152)
 TARGETS = ("lixel", "param", "xyz-fc", "lixel-fc", "voxel", "pixel-lixel", "2.5d")
 CASCADES = ("posenet-meshnet", "meshnet", "gt-pose")
 MARGINALISATIONS = ("average", "max", "weighted")
+STAGES = ("lixel", "param")  # TrainConfig.stage (engine/train.py)
+
+
+class ConfigError(ValueError):
+    """A config value that breaks the schema: one line naming the source (file or flag), the field and the
+    problem. A ValueError, so the command line prints it as one line with exit code 2."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one config field accepts. ``type``: "int", "float", "bool", "str" (a path becomes its string),
+    "str-list" (a list of non-empty strings; one string is a list of one), "int-list", "float3" (three numbers),
+    "model" (ModelConfig field overrides, checked with :data:`MODEL_FIELDS`). Numbers are bounded by ``low`` (>=),
+    ``above`` (>) and ``high`` (<=), list items too; floats must be finite. ``optional``: None allowed.
+    ``check(value, values)``: a further rule across fields, returning the problem or None."""
+
+    type: str
+    low: float | None = None
+    above: float | None = None
+    high: float | None = None
+    choices: Any = None
+    optional: bool = False
+    check: Callable[[Any, Mapping[str, Any]], str | None] | None = None
+
+
+def _number(value: Any, integer: bool) -> int | float | None:
+    """``value`` as an int (integer) or a finite float, else None. Floats may be strings: YAML 1.1 reads "3e-4"
+    as a string."""
+    if isinstance(value, bool):
+        return None
+    if integer:
+        return value if isinstance(value, int) else None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _bounds(rule: Rule) -> str:
+    parts = [f">= {rule.low:g}" if rule.low is not None else "", f"> {rule.above:g}" if rule.above is not None else "",
+             f"<= {rule.high:g}" if rule.high is not None else ""]
+    return " and ".join(p for p in parts if p)
+
+
+def _in_bounds(x: float, rule: Rule) -> bool:
+    return ((rule.low is None or x >= rule.low) and (rule.above is None or x > rule.above)
+            and (rule.high is None or x <= rule.high))
+
+
+def _coerce(name: str, value: Any, rule: Rule, source: str) -> Any:
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {name} must be {expected}; got {value!r}")
+
+    if value is None:
+        if rule.optional:
+            return None
+        raise fail("given (it cannot be null)")
+    if rule.choices is not None:
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or value not in rule.choices:
+            raise fail(f"one of {', '.join(str(c) for c in rule.choices)}")
+        return value
+    kind = rule.type
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if kind == "str":
+        value = os.fspath(value) if isinstance(value, os.PathLike) else value
+        if not isinstance(value, str) or not value:
+            raise fail("a non-empty string")
+        return value
+    if kind == "model":
+        if not isinstance(value, Mapping):
+            raise fail("a mapping of network fields (FIELD: VALUE)")
+        return check_fields(value, MODEL_FIELDS, source, partial=True, prefix=f"{name}.")
+    if kind in ("int", "float"):
+        number = _number(value, kind == "int")
+        what = "an integer" if kind == "int" else "a finite number"
+        if number is None or not _in_bounds(number, rule):
+            raise fail(f"{what} {_bounds(rule)}".strip())
+        return number
+    if kind == "str-list":
+        items = [value] if isinstance(value, (str, os.PathLike)) else value
+        items = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in items] if isinstance(
+            items, (list, tuple)) else None
+        if items is None or not all(isinstance(v, str) and v for v in items):
+            raise fail("a list of non-empty strings")
+        return items
+    if kind in ("int-list", "float3"):
+        integer = kind == "int-list"
+        numbers = [_number(v, integer) for v in value] if isinstance(value, (list, tuple)) else [None]
+        what = "a list of integers" if integer else "three finite numbers"
+        if None in numbers or (not integer and len(numbers) != 3) or not all(_in_bounds(v, rule) for v in numbers):
+            bounds = _bounds(rule)
+            raise fail(what + (f", each {bounds}" if bounds else ""))
+        return list(numbers) if integer else tuple(numbers)
+    raise AssertionError(f"unknown rule type {kind!r}")
+
+
+def check_fields(values: Mapping[str, Any], schema: Mapping[str, Rule], source: str, partial: bool = False,
+                 prefix: str = "") -> dict[str, Any]:
+    """The one validation of config fields (:data:`MODEL_FIELDS`, :data:`TRAIN_FIELDS`): unknown names, types,
+    ranges, choices, then the cross-field rules (not when ``partial``: a set of overrides). Returns the values
+    coerced (ints given for floats, numeric strings for floats, lists for float triples become tuples); raises
+    :class:`ConfigError` naming ``source`` and the first bad field."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of fields (FIELD: VALUE), got {type(values).__name__}")
+    unknown = [str(k) for k in values if k not in schema]
+    if unknown:
+        raise ConfigError(f"{source}: unknown field{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(prefix + k for k in unknown)}; known: {', '.join(schema)}")
+    out = {name: _coerce(prefix + name, value, schema[name], source) for name, value in values.items()}
+    if not partial:
+        for name, value in out.items():
+            problem = schema[name].check(value, out) if schema[name].check and value is not None else None
+            if problem:
+                raise ConfigError(f"{source}: {prefix}{name} {problem}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -54,22 +178,9 @@ class ModelConfig:
     pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self) -> None:
-        if self.backbone_depth not in BACKBONE_DEPTHS:
-            raise ValueError(f"backbone_depth must be one of {BACKBONE_DEPTHS}, got {self.backbone_depth}")
-        if self.input_size % 32:
-            raise ValueError(f"input_size must be a multiple of 32 (ResNet stride), got {self.input_size}")
-        if self.kind not in ("body", "hand"):
-            raise ValueError(f"kind must be 'body' or 'hand', got {self.kind!r}")
-        if self.pose2feat not in ("separable", "materialised"):
-            raise ValueError(f"pose2feat must be 'separable' or 'materialised', got {self.pose2feat!r}")
-        for name, value, allowed in (("target", self.target, TARGETS), ("cascade", self.cascade, CASCADES),
-                                     ("marginalisation", self.marginalisation, MARGINALISATIONS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-        feature = self.input_size // 32
-        if self.xy_bins is not None and self.xy_bins not in [feature * 2 ** k for k in range(4)]:
-            raise ValueError(f"xy_bins must be the backbone's {feature}x{feature} feature upsampled 1, 2, 4 or 8 "
-                             f"times ({', '.join(str(feature * 2 ** k) for k in range(4))}); got {self.xy_bins}")
+        values = check_fields({f.name: getattr(self, f.name) for f in fields(self)}, MODEL_FIELDS, "model config")
+        for name, value in values.items():  # coerced values (ints given for floats, lists for tuples)
+            object.__setattr__(self, name, value)
 
     @property
     def heatmap_size(self) -> int:
@@ -90,16 +201,51 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        return cls(**data)
+        return cls(**check_fields(data, MODEL_FIELDS, "model config", partial=True))
 
     def override(self, **changes: Any) -> "ModelConfig":
-        return replace(self, **changes)
+        return replace(self, **check_fields(changes, MODEL_FIELDS, "model config", partial=True))
 
+
+def _multiple_of_32(value: int, values: Mapping[str, Any]) -> str | None:
+    return None if value % 32 == 0 else f"must be a multiple of 32 (ResNet stride); got {value}"
+
+
+def _xy_bins(value: int, values: Mapping[str, Any]) -> str | None:
+    feature = values.get("input_size", 256) // 32
+    allowed = [feature * 2 ** k for k in range(4)]
+    return None if value in allowed else (
+        f"must be the backbone's {feature}x{feature} feature upsampled 1, 2, 4 or 8 times "
+        f"({', '.join(map(str, allowed))}); got {value}")
+
+
+# The schema of ModelConfig (and of a training config's ``model:`` overrides).
+MODEL_FIELDS: dict[str, Rule] = {
+    "backbone_depth": Rule("int", choices=BACKBONE_DEPTHS),
+    "input_size": Rule("int", low=32, check=_multiple_of_32),
+    "depth_bins": Rule("int", low=2),
+    "sigma_bins": Rule("float", above=0),
+    "bbox_3d_size_m": Rule("float", above=0),
+    "deconv_channels": Rule("int", low=1),
+    "num_joints": Rule("int", low=1),
+    "num_vertices": Rule("int", low=3),
+    "kind": Rule("str", choices=("body", "hand")),
+    "body_model": Rule("str", choices=("anny", "smpl", "mano")),
+    "mesh": Rule("str", choices=("reduced", "full")),
+    "pose2feat": Rule("str", choices=("separable", "materialised")),
+    "target": Rule("str", choices=TARGETS),
+    "marginalisation": Rule("str", choices=MARGINALISATIONS),
+    "early_marginalisation": Rule("bool"),
+    "cascade": Rule("str", choices=CASCADES),
+    "xy_bins": Rule("int", low=1, optional=True, check=_xy_bins),
+    "fc_hidden": Rule("int", low=1),
+    "param_regressor": Rule("bool"),
+    "param_num_rotations": Rule("int", low=1),
+    "param_shape_dim": Rule("int", low=1),
+    "pixel_mean": Rule("float3"),
+    "pixel_std": Rule("float3", above=0),
+}
+assert set(MODEL_FIELDS) == {f.name for f in fields(ModelConfig)}, "MODEL_FIELDS must cover ModelConfig"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -119,11 +265,47 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+# The schema of TrainConfig (engine/train.py), checked when a config is made (YAML file, --set, or in code).
+TRAIN_FIELDS: dict[str, Rule] = {
+    "preset": Rule("str", choices=PRESETS),
+    "model": Rule("model"),
+    "data": Rule("str-list"),
+    "val": Rule("str", optional=True),
+    "out": Rule("str"),
+    "epochs": Rule("int", low=1),
+    "max_steps": Rule("int", low=1, optional=True),
+    "max_minutes": Rule("float", above=0, optional=True),
+    "max_cpu_minutes": Rule("float", above=0, optional=True),
+    "batch_size": Rule("int", low=1),
+    "lr": Rule("float", above=0),
+    "lr_decay_epochs": Rule("int-list", low=0),
+    "lr_decay_factor": Rule("float", low=1),
+    "grad_accum_steps": Rule("int", low=1),
+    "amp": Rule("bool"),
+    "sync_bn": Rule("bool"),
+    "freeze_bn": Rule("bool"),
+    "num_workers": Rule("int", low=0),
+    "seed": Rule("int", low=0),
+    "device": Rule("str"),
+    "checkpoint_every_steps": Rule("int", low=0),
+    "keep_epoch_checkpoints": Rule("bool"),
+    "log_every_steps": Rule("int", low=1),
+    "val_every_steps": Rule("int", low=0),
+    "imagenet_weights": Rule("str"),
+    "fit_orig_split": Rule("bool"),
+    "augment": Rule("bool"),
+    "stage": Rule("str", choices=STAGES),
+    "init_from": Rule("str", optional=True),
+    "param_epochs": Rule("int", low=1),
+}
+
+
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
     """A preset by name, with field overrides (e.g. ``num_vertices=6890``)."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name].override(**overrides) if overrides else PRESETS[name]
 
 
-__all__ = ["ModelConfig", "PRESETS", "TARGETS", "CASCADES", "MARGINALISATIONS", "get_preset", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ModelConfig", "PRESETS", "TARGETS", "CASCADES", "MARGINALISATIONS", "STAGES", "get_preset", "IMAGENET_MEAN",
+           "IMAGENET_STD", "ConfigError", "Rule", "check_fields", "MODEL_FIELDS", "TRAIN_FIELDS"]

@@ -18,14 +18,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freihand-pred", type=Path, help="also write FreiHAND's pred.json here")
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that name a folder and a batch size below 1 (one line, exit code 2)."""
+    for flag, path, name in (("--out", args.out, "results.json"), ("--freihand-pred", args.freihand_pred, "pred.json")):
+        if path is not None and path.is_dir():
+            raise ValueError(f"{flag} {path}: is a folder; give a file name, e.g. {path / name}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1; got {args.batch_size}")
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..engine.datasets import open_datasets
+    from ..engine.datasets import check_network, open_datasets
     from ..engine.distributed import init_distributed, shutdown
     from ..engine.evaluate import evaluate, write_freihand_pred
     from ..nets.factory import body_model_for, load_network
 
+    _check_arguments(args)
     env = init_distributed(args.device)
     net, config = load_network(args.checkpoint, device=env.device)
+    check_network(net, str(args.checkpoint))
     body = body_model_for(config, args.body_model_path)
     dataset = open_datasets([args.data], net, train=False, body_model=body, model_path=args.body_model_path)
     result = evaluate(net, dataset, batch_size=args.batch_size, device=env.device, env=env,

@@ -35,42 +35,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
+    """``--set FIELD=VALUE ...`` -> (training fields, network fields), checked against the config schema
+    (``config.TRAIN_FIELDS`` / ``MODEL_FIELDS``; ConfigError names the field). Values are YAML (``null`` clears an
+    optional field); string fields keep the text as given."""
     import yaml
+
+    from ..config import MODEL_FIELDS, TRAIN_FIELDS, ConfigError, check_fields
 
     top, model = {}, {}
     for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"--set expects FIELD=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads "3e-4" as a string
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        (model if key.startswith("model.") else top)[key.removeprefix("model.")] = parsed
-    return top, model
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects FIELD=VALUE, got {pair!r}")
+        name = key.removeprefix("model.")
+        rule = (MODEL_FIELDS if key.startswith("model.") else TRAIN_FIELDS).get(name)
+        try:
+            parsed = yaml.safe_load(text)
+        except yaml.YAMLError:
+            parsed = text
+        textual = rule is not None and rule.type in ("str", "str-list")
+        if textual and parsed is not None and not isinstance(parsed, list):
+            parsed = text  # a folder named 2024 or "yes" stays a string
+        (model if key.startswith("model.") else top)[name] = parsed
+    return (check_fields(top, TRAIN_FIELDS, "--set", partial=True),
+            check_fields(model, MODEL_FIELDS, "--set", partial=True, prefix="model."))
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..config import TRAIN_FIELDS, check_fields
     from ..engine.datasets import open_datasets
     from ..engine.distributed import init_distributed, shutdown
-    from ..engine.train import TrainConfig, train
+    from ..cli import UserError
+    from ..engine.train import RunFolderInUse, TrainConfig, TrainingInterrupted, seed_everything, train
     from ..nets.factory import body_model_for, build_network
 
     top, model = _parse_overrides(args.set)
-    fields = {"data": args.data, "val": args.val, "out": args.out, "epochs": args.epochs, "max_steps": args.max_steps,
-              "stage": args.stage, "init_from": args.init_from, "device": args.device, **top}
-    if args.preset:
-        fields["preset"] = args.preset
-    cfg = (TrainConfig.from_yaml(args.config, **fields) if args.config
-           else TrainConfig(**{k: v for k, v in fields.items() if v is not None}))
-    if model:
-        cfg.model = {**cfg.model, **model}
+    flags = {"preset": args.preset, "data": args.data, "val": args.val, "out": args.out, "epochs": args.epochs,
+             "max_steps": args.max_steps, "stage": args.stage, "init_from": args.init_from, "device": args.device}
+    flags = check_fields({k: v for k, v in flags.items() if v is not None}, TRAIN_FIELDS, "command line", partial=True)
+    values = {**dataclasses.asdict(TrainConfig.from_yaml(args.config) if args.config else TrainConfig()), **flags,
+              **top}
+    values["model"] = {**values["model"], **model}
+    cfg = TrainConfig.from_dict(values, f"{args.config} with the command line" if args.config else "command line")
     if cfg.stage == "param" and not cfg.init_from and not args.resume:
         raise ValueError("stage param trains the parameter regressor on a trained lixel network: give "
                          "--init-from LIXEL_RUN/checkpoints/last.pt (or --resume a param-stage run)")
     env = init_distributed(cfg.device)
+    seed_everything(cfg.seed)  # before anything random: the seed fixes the initial weights too
     model_cfg = cfg.model_config()
     body = body_model_for(model_cfg, args.body_model_path)
     net = build_network(model_cfg, body)
@@ -79,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
     val_set = open_datasets([cfg.val], net, train=False, **kwargs) if cfg.val else None
     logging.getLogger(__name__).info("train: %d training samples%s, %d process(es) on %s", len(train_set),
                                      f", {len(val_set)} validation" if val_set else "", env.world_size, env.device)
-    last = train(cfg, train_set, val_set, net=net, resume=args.resume, env=env, body_model=body)
+    try:
+        last = train(cfg, train_set, val_set, net=net, resume=args.resume, env=env, body_model=body)
+    except TrainingInterrupted as exc:  # SIGTERM/SIGINT: last.pt saved and the message logged; 143 / 130
+        shutdown(env)
+        return exc.exit_code
+    except RunFolderInUse as exc:
+        raise UserError(str(exc)) from None
     if env.is_main:
         print(json.dumps({"last_checkpoint": str(last)}))
     shutdown(env)

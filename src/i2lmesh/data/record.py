@@ -63,6 +63,18 @@ def map_joints(values: np.ndarray, source: JointSet, target: JointSet) -> np.nda
     return out
 
 
+class DatasetError(ValueError):
+    """A dataset (folder or file) that cannot be used: one line naming it and the problem (exit code 2 from the
+    command line). Re-raised by a DataLoader worker, it still reads as the original one line."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if text.startswith("Caught ") and "\nOriginal Traceback" in text:  # DataLoader's re-raise: keep our line
+            last = text.rstrip().splitlines()[-1]
+            return last.split(": ", 1)[1] if ": " in last else last
+        return text
+
+
 @dataclass
 class SampleRecord:
     """One person (or hand) in one image.
@@ -168,6 +180,6 @@ def joint_set_from_dict(data: dict[str, Any]) -> JointSet:
 
 
 
-__all__ = ["SampleRecord", "Kind", "COCO_18", "MUCO_21", "SMPL_24", "H36M_17", "MANO_21", "SMPL_29",
+__all__ = ["SampleRecord", "Kind", "DatasetError", "COCO_18", "MUCO_21", "SMPL_24", "H36M_17", "MANO_21", "SMPL_29",
            "KNOWN_JOINT_SETS", "get_joint_set", "map_joints", "validate_records", "finite", "joint_set_to_dict",
            "joint_set_from_dict"]

@@ -6,7 +6,9 @@ training config. ``i2lmesh.load_network`` reads it like any network file.
 """
 from __future__ import annotations
 
+import logging
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,37 @@ import numpy as np
 import torch
 
 from ..nets.factory import CheckpointError, atomic_torch_save, network_state, strip_parallel_prefix
+
+logger = logging.getLogger(__name__)
+
+# atomic_torch_save's temporary files: tempfile.mkstemp(prefix="<name>.", suffix=".tmp") adds 8 characters of
+# [a-z0-9_], e.g. "last.pt.k3j_9x0q.tmp". A kill -9 during the write leaves one behind.
+TEMP_FILE_PATTERN = re.compile(r"^.+\.[a-z0-9_]{8}\.tmp$")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global generator training may touch (Python ``random``, NumPy, torch CPU and CUDA). Call it
+    before anything random happens, in particular before building the network, so the seed fixes the initial
+    weights too."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)  # CUDA generators included
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files an interrupted ``atomic_torch_save`` left in ``folder`` (only names matching
+    its pattern); returns them. Call it only while no other process writes there (training holds the run lock)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if TEMP_FILE_PATTERN.match(path.name) and path.is_file() and not path.is_symlink():
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            logger.info("removed %s (%.1f MB): a checkpoint write that was interrupted", path, size / 1e6)
+    return removed
 
 
 def capture_rng() -> dict[str, Any]:

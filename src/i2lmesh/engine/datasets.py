@@ -4,22 +4,87 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..bodymodels import BodyModel
 from ..bodymodels.joint_sets import JOINT_SETS
 from ..data.dataset import MixedDataset, RecordDataset
 from ..data.formats.i2lmesh import read_dataset
+from ..data.record import DatasetError, SampleRecord
 from ..data.targets import BodyModelBank, TargetSpec
+from ..nets.factory import CheckpointError
 from ..nets.i2l import I2LMeshNet
+
+
+def check_network(net: I2LMeshNet, source: str = "network") -> None:
+    """Refuse a network whose config contradicts its topology (the joints and mesh its weights were made for),
+    e.g. a body checkpoint whose config says "hand": it would load and score nonsense. ``source``: its file."""
+    cfg, topology = net.config, net.topology or {}
+    name = topology.get("joint_set")
+    if name not in JOINT_SETS:
+        raise CheckpointError(f"{source}: network has no known joint set (topology joint_set={name!r})")
+    joints, kind = len(JOINT_SETS[name]), topology.get("kind", cfg.kind)
+    vertices = topology.get("num_vertices", cfg.num_vertices)
+    if (kind, joints, vertices) != (cfg.kind, cfg.num_joints, cfg.num_vertices):
+        raise CheckpointError(f"{source}: the network's config (kind {cfg.kind!r}, {cfg.num_joints} joints, "
+                              f"{cfg.num_vertices} vertices) contradicts its topology (a {kind} network: joint set "
+                              f"{name!r} of {joints} joints, {vertices} vertices)")
+
+
+def dataset_kinds(dataset: Dataset) -> set[str]:
+    """The kinds ("body", "hand") of the records under ``dataset`` (RecordDataset, MixedDataset, Subset or
+    ConcatDataset of them); empty when it holds no records (a plain Dataset)."""
+    if isinstance(dataset, RecordDataset):
+        return {r.kind for r in dataset.records}
+    children = (dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset.dataset]
+                if isinstance(dataset, Subset) else [d for g in dataset.groups for d in g]
+                if isinstance(dataset, MixedDataset) else [])
+    return set().union(*(dataset_kinds(d) for d in children))
+
+
+def check_kinds(kinds: set[str], net: I2LMeshNet, source: str) -> None:
+    """Refuse data of another kind than the network (hand data on a body network gives no valid joints)."""
+    other = sorted(kinds - {net.config.kind})
+    if other:
+        raise DatasetError(f"{source}: {other[0]} samples, but the network is a {net.config.kind} network: use a "
+                           f"{other[0]} checkpoint or preset, or {net.config.kind} data")
+
+
+class FolderDataset(RecordDataset):
+    """A dataset folder's :class:`RecordDataset`: when no usable image is found (every one missing or corrupt)
+    it stops with one line (:class:`DatasetError`) naming the folder and an example."""
+
+    def __getitem__(self, index: int):
+        try:
+            return super().__getitem__(index)
+        except RuntimeError as exc:
+            if not self.skipped or "unusable samples" not in str(exc):
+                raise
+            reason = next(iter(self.skipped.values()))
+            raise DatasetError(f"{self.name}: no usable image found ({len(self.skipped)} of {len(self.records)} "
+                               f"unusable so far), e.g. {reason}") from None
+
+
+def _check_folder(path: Path, records: list[SampleRecord], net: I2LMeshNet, spec: TargetSpec) -> None:
+    """A folder the network can learn from / be scored on: usable samples, of its kind, with its joints or a mesh."""
+    if not records:
+        raise DatasetError(f"{path}: no usable samples (the file lists none, or every annotation was rejected: see "
+                           f"the warning above)")
+    check_kinds({r.kind for r in records}, net, str(path))
+    sets = {r.joint_set.name: r.joint_set for r in records if r.joint_set is not None}
+    shared = {n for js in sets.values() for n in js.names} & set(spec.joint_set.names)
+    has_mesh = any(r.fit_valid and (r.body_params or r.vertices_cam_m is not None) for r in records)
+    if sets and not shared and not has_mesh:
+        raise DatasetError(f"{path}: its joint set{'s' if len(sets) > 1 else ''} {', '.join(sets)} share no joint "
+                           f"name with the network's {spec.joint_set.name!r}, and it has no mesh: nothing to learn or "
+                           f"score")
 
 
 def target_spec(net: I2LMeshNet) -> TargetSpec:
     """What the data pipeline must produce for ``net``: its crop/heatmap sizes, joint set and J x mesh."""
     cfg = net.config
-    name = (net.topology or {}).get("joint_set")
-    if name not in JOINT_SETS:
-        raise ValueError(f"network has no known joint set (topology joint_set={name!r})")
+    check_network(net)
+    name = net.topology["joint_set"]
     return TargetSpec(cfg.input_size, cfg.heatmap_size, cfg.depth_bins, cfg.bbox_3d_size_m, JOINT_SETS[name],
                       cfg.num_vertices, net.joint_regressor.detach().cpu().double().numpy())
 
@@ -29,7 +94,9 @@ def open_datasets(paths: Sequence[str | Path], net: I2LMeshNet, train: bool, see
     """Folders in our format -> one dataset; 3D and 2D sets are mixed half-half as the reference.
 
     ``body_model`` evaluates records stored as body-model parameters (e.g. Anny for our synthetic data);
-    ``model_path`` is where SMPL/MANO files are, for real datasets' fits.
+    ``model_path`` is where SMPL/MANO files are, for real datasets' fits. Refused with one line
+    (:class:`DatasetError`, a ValueError): a folder with no usable sample, of another kind than ``net``, or whose
+    joints share no name with the network's and that has no mesh.
     """
     if not paths:
         raise ValueError("no dataset folders given (--data DIR)")
@@ -39,7 +106,8 @@ def open_datasets(paths: Sequence[str | Path], net: I2LMeshNet, train: bool, see
     for path in paths:
         path = Path(path)
         records = read_dataset(path)
-        dataset = RecordDataset(records, spec, train=train, bank=bank, seed=seed, name=str(path))
+        _check_folder(path, records, net, spec)
+        dataset = FolderDataset(records, spec, train=train, bank=bank, seed=seed, name=str(path))
         has_3d = sum(bool(r.has_3d) for r in dataset.records) * 2 >= max(len(dataset.records), 1)
         (sets_3d if has_3d else sets_2d).append(dataset)
     if not train:

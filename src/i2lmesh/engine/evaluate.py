@@ -27,6 +27,7 @@ from ..geometry.procrustes import procrustes_align
 from ..losses import LossTargets
 from ..metrics import f_score, pa_errors, point_errors_mm
 from ..nets.i2l import I2LMeshNet, I2LOutput
+from .datasets import check_kinds, check_network, dataset_kinds
 from .distributed import DistEnv, all_gather_objects
 from .objective import forward_network
 from .param_stage import param_prediction
@@ -128,8 +129,17 @@ def evaluate(net: I2LMeshNet, dataset: Dataset, batch_size: int = 16, device: st
 
     With a parameter regressor and a body model (``body_model``, or the embedded Anny model the config names)
     the regressor's mesh adds param_mpjpe_mm, param_pa_mpjpe_mm, param_mpvpe_mm, param_pa_mpvpe_mm (and
-    param_f5, param_f15 for hands)."""
+    param_f5, param_f15 for hands).
+
+    Refused (ValueError, one line): an empty dataset, records of another kind than the network, a network whose
+    config contradicts its topology, and a metric that comes out NaN/inf (no valid ground truth, or predictions
+    that are not finite): never a NaN in the result."""
     device = resolve_device(device)
+    if net.topology:
+        check_network(net)
+    check_kinds(dataset_kinds(dataset), net, getattr(dataset, "name", "dataset"))
+    if len(dataset) == 0:
+        raise ValueError(f"{getattr(dataset, 'name', 'dataset')}: no samples to evaluate")
     was_training = net.training
     net.eval()
     if env is not None and env.distributed:
@@ -158,7 +168,23 @@ def evaluate(net: I2LMeshNet, dataset: Dataset, batch_size: int = 16, device: st
     if param_body is not None:
         result.update({f"param_{k}": v for k, v in summarise(param_rows, names, hand).items()
                        if k not in ("num_samples", "per_joint_mpjpe_mm")})
+    _refuse_non_finite(result, rows)
     return result
+
+
+def _refuse_non_finite(result: dict[str, Any], rows: dict[str, list]) -> None:
+    """Raise ValueError when a metric is NaN/inf or missing, naming it and the likely cause."""
+    bad = [(k, v) for k, v in result.items() if isinstance(v, float) and not np.isfinite(v)]
+    bad += [(f"per_joint_mpjpe_mm[{j}]", v) for j, v in result.get("per_joint_mpjpe_mm", {}).items()
+            if v is not None and not np.isfinite(v)]
+    if "mpjpe_mm" not in result:
+        bad.insert(0, ("mpjpe_mm", None))
+    if bad:
+        cause = ("no sample has a valid ground-truth joint of the network's joint set (does the data match the "
+                 "network?)" if not np.asarray(rows["joint_valid"], bool).any() else
+                 "the network's predictions are not finite (a diverged checkpoint?)")
+        name, value = bad[0]
+        raise ValueError(f"evaluation gives {name} = {value}: {cause}; refusing to report it")
 
 
 def summarise(rows: dict[str, list], joint_names: list[str] | None, hand: bool) -> dict[str, Any]:

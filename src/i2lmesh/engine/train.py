@@ -5,6 +5,12 @@ each sample's augmentation is seeded by (seed, epoch, index) in the dataset, and
 optimizer, AMP scaler, RNG states and the position inside the epoch. A run killed at any moment and resumed
 from ``last.pt`` therefore reaches the same weights as an uninterrupted run (tested on CPU).
 
+Faults (docs/training.md, "Faults and preemption"): the seed governs everything (``seed_everything`` before the
+network is built; data order, augmentation and DataLoader workers are seeded from it), so two runs with the same
+config are bit-identical on CPU. SIGTERM/SIGINT during training save ``last.pt`` at the next step boundary and raise
+``TrainingInterrupted``; a lock on ``OUT/.lock`` keeps a second run out of a run folder in use; temporary files of
+interrupted checkpoint writes are removed on start; DataLoader workers end with their parent.
+
 Two stages, as the reference (docs/training.md, "Two stages"): ``stage: lixel`` trains the whole network with the
 lixel losses; ``stage: param`` starts from a lixel-stage network (``init_from``), freezes it and trains only the
 parameter regressor with the body-model losses of ``param_stage``.
@@ -12,15 +18,24 @@ parameter regressor with the body-model losses of ``param_stage``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import errno
+import functools
 import json
 import logging
+import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -32,7 +47,8 @@ from ..nets.factory import (FORMAT_NAME, CheckpointError, body_model_for, build_
                             strip_parallel_prefix)
 from ..nets.i2l import I2LMeshNet
 from .objective import forward_network, network_losses
-from .checkpoint import load_training_checkpoint, restore_rng, save_training_checkpoint
+from .checkpoint import (load_training_checkpoint, remove_stale_temp_files, restore_rng, save_training_checkpoint,
+                         seed_everything)
 from .distributed import DistEnv, all_reduce_mean, barrier, init_distributed
 from .param_stage import ParamTargets, init_param_regressor, model_shape, param_losses, without_param_regressor
 
@@ -80,18 +96,53 @@ class TrainConfig:
     param_epochs: int = 5  # the reference trains the param stage 5 epochs, its lr decay epochs shifted by 5
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {self.stage!r}")
+        for name, value in self.check(dataclasses.asdict(self)).items():
+            setattr(self, name, value)  # coerced (e.g. lr "3e-4" -> 0.0003)
+
+    @staticmethod
+    def check(values: dict[str, Any], source: str = "training config") -> dict[str, Any]:
+        """The schema check of a whole config (``config.TRAIN_FIELDS``, and ``config.MODEL_FIELDS`` for the network
+        its preset and ``model`` overrides give): the values coerced, or ConfigError naming ``source`` and the field."""
+        from ..config import MODEL_FIELDS, PRESETS, TRAIN_FIELDS, check_fields
+
+        values = check_fields(values, TRAIN_FIELDS, source)
+        network = {**PRESETS[values["preset"]].to_dict(), **values["model"]}
+        check_fields(network, MODEL_FIELDS, source, prefix="model.")
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "training config") -> "TrainConfig":
+        """A config from some of its fields (the others default); errors name ``source`` (a file, a flag)."""
+        from ..config import ConfigError
+
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a mapping of training config fields (FIELD: VALUE), got "
+                              f"{type(values).__name__}")
+        return cls(**cls.check({**dataclasses.asdict(cls()), **values}, source))
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown training config fields: {', '.join(unknown)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        """A config from a YAML file of its fields, ``overrides`` (None: not given) on top."""
+        from ..config import ConfigError
+
+        path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a folder, not a training config YAML file")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: training config file not found")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text (YAML) file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+        data = {} if data is None else data
+        if isinstance(data, dict):
+            data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data, str(path))
 
     def model_config(self) -> ModelConfig:
         """The network's config; the param stage always has the parameter regressor."""
@@ -112,6 +163,121 @@ class TrainConfig:
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the message names the step and the last good checkpoint."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM or SIGINT stopped training at a step boundary, after ``last.pt`` was saved. ``exit_code`` is the
+    shell's convention for the signal (128 + its number: 143 for SIGTERM, 130 for SIGINT); ``i2lmesh train``
+    exits with it."""
+
+    def __init__(self, message: str, signum: int, step: int, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class RunFolderInUse(RuntimeError):
+    """Another training run holds the run folder's lock (``OUT/.lock``)."""
+
+
+LOCK_FILE = ".lock"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.lock`` (which then holds this process's pid) for the block; raise
+    ``RunFolderInUse`` at once if another process holds it. ``flock`` locks end with the process that holds them,
+    so a killed run leaves no stale lock. Without ``fcntl`` (Windows) the folder is not locked."""
+    try:
+        import fcntl
+    except ImportError:
+        logger.debug("train: no fcntl on this platform; %s is not locked", out)
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunFolderInUse(f"{out} is in use by another training run (pid {pid}); wait for it to end or "
+                                 f"choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class _StopSignals:
+    """Between ``install`` and ``restore`` (main thread only), SIGTERM and SIGINT only set ``received``; the loop
+    saves a checkpoint at the next step boundary and stops. A second Ctrl-C stops at once (KeyboardInterrupt).
+    ``restore`` puts the previous handlers back."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        else:
+            logger.debug("train: not in the main thread; SIGTERM/SIGINT keep their handlers")
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
+        self.received = signum
+        logger.warning("received %s: saving a checkpoint at the next step boundary, then stopping%s",
+                       signal.Signals(signum).name,
+                       " (Ctrl-C again to stop at once, unsaved)" if signum == signal.SIGINT else "")
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+
+def _loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
+    """The DataLoader's generator for one epoch of one rank. It draws the workers' base seed; without it the
+    loader draws that from the global torch generator, which then differs between a resumed and a straight run."""
+    state = np.random.SeedSequence([seed % 2 ** 64, epoch, rank]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _init_worker(parent_pid: int, worker_id: int) -> None:
+    """Runs in each DataLoader worker (torch has already seeded torch, random and NumPy there from the loader's
+    generator and the worker id).
+
+    Signals: the training process alone decides when to stop, so workers ignore SIGTERM and SIGINT, which
+    schedulers and Ctrl-C send to the whole process group: a worker killed by them makes the parent's loader fail
+    before it can save its checkpoint. Workers end with the parent instead: torch's workers notice a dead parent
+    only when idle (a 5 s poll), so on Linux the kernel kills them the moment the parent dies (prctl
+    PR_SET_PDEATHSIG; it fires when the thread that forked them ends, and the loop creates its loaders in the
+    thread that runs it). Elsewhere torch's poll remains.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform.startswith("linux") and os.getppid() == parent_pid:  # forked by the training process itself
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(0)
 
 
 class EpochSampler(Sampler[int]):
@@ -274,14 +440,44 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
     ``set_epoch(epoch)`` method, if present, seeds its augmentation.
     ``on_step(progress)`` is called after every optimizer step and checkpoint (progress hooks, tests).
     ``body_model``: the network's body model for the param stage (default: the one its config names; SMPL/MANO
-    need their files, so pass them)."""
+    need their files, so pass them).
+
+    Seeding: every global generator is seeded from ``cfg.seed`` here; ``net=None`` builds the network after that.
+    A network you pass should be built right after ``seed_everything(cfg.seed)`` (as ``i2lmesh train`` does), so
+    the seed fixes its initial weights too.
+    Faults: rank 0 holds ``OUT/.lock`` for the run (``RunFolderInUse`` if another run holds it) and first removes
+    temporary files that interrupted checkpoint writes left in ``OUT/checkpoints``. SIGTERM or SIGINT (main thread)
+    saves ``last.pt`` at the next step boundary and raises ``TrainingInterrupted``; ``resume=True`` continues
+    exactly from there."""
     env = env or init_distributed(cfg.device)
+    out = Path(cfg.out)
+    with contextlib.ExitStack() as stack:
+        locked = True
+        if env.is_main:
+            try:
+                stack.enter_context(run_folder_lock(out))
+            except RunFolderInUse:
+                if not env.distributed:
+                    raise
+                locked = False
+        if env.distributed:  # every rank stops if rank 0 could not lock the folder
+            flag = torch.tensor(float(locked), device=env.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            if flag.item() == 0:
+                raise RunFolderInUse(f"{out} is in use by another training run (see {out / LOCK_FILE})")
+        if env.is_main:
+            remove_stale_temp_files(out / "checkpoints")
+        return _train(cfg, train_set, val_set, net, resume, env, on_step, body_model)
+
+
+def _train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, net: I2LMeshNet | None, resume: bool,
+           env: DistEnv, on_step: Callable[[dict[str, int]], None] | None, body_model: BodyModel | None) -> Path:
     out = Path(cfg.out)
     ckpt_dir = out / "checkpoints"
     if env.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         (out / "train_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     if net is None:
         net = build_network(cfg.model_config())
     param_stage = cfg.stage == "param"
@@ -335,7 +531,8 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                          f"{cfg.batch_size} x {env.world_size} processes")
     loader_kwargs = dict(batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
                          pin_memory=env.device.type == "cuda", drop_last=True,
-                         persistent_workers=False, collate_fn=collate)
+                         persistent_workers=False, collate_fn=collate,
+                         worker_init_fn=functools.partial(_init_worker, os.getpid()) if cfg.num_workers else None)
     total_steps = (end_epoch - first_epoch) * sampler.batches_per_epoch // cfg.grad_accum_steps
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -366,13 +563,28 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
         barrier(env)
         _train_mode(net, cfg)
 
-    if cfg.val_every_steps and progress["step"] == 0:
-        validate(first_epoch)
-    started, cpu_started = time.monotonic(), time.process_time()
-    _train_mode(net, cfg)
-    window_start, window_images = time.perf_counter(), 0
+    def stop_flags(signals: _StopSignals) -> tuple[int, bool]:
+        """(signal received by any rank or 0, time budget spent on any rank): every rank stops at the same step."""
+        over = ((cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60)
+                or (cfg.max_cpu_minutes is not None and time.process_time() - cpu_started > cfg.max_cpu_minutes * 60))
+        flags = torch.tensor([signals.received or 0, int(over)], dtype=torch.int64)
+        if env.distributed:
+            flags = flags.to(env.device)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return int(flags[0]), bool(flags[1])
+
+    signals = _StopSignals()
+    signals.install()
     try:
-        while progress["step"] < total_steps and progress["epoch"] < end_epoch:
+        if cfg.val_every_steps and progress["step"] == 0:
+            validate(first_epoch)
+        started, cpu_started = time.monotonic(), time.process_time()
+        _train_mode(net, cfg)
+        window_start, window_images = time.perf_counter(), 0
+        # An epoch whose last step a signal stopped (batch == batches_per_epoch) still has its end to do (epoch
+        # checkpoint, validation), also when that was the last step: as an uninterrupted run does.
+        while ((progress["step"] < total_steps or progress["batch"] >= sampler.batches_per_epoch)
+               and progress["epoch"] < end_epoch):
             epoch = progress["epoch"]
             lr = cfg.lr_at_epoch(epoch)
             for group in optimizer.param_groups:
@@ -380,7 +592,7 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch)
             sampler.set_epoch(epoch, progress["batch"])
-            loader = DataLoader(train_set, **loader_kwargs)
+            loader = DataLoader(train_set, generator=_loader_generator(cfg.seed, epoch, env.rank), **loader_kwargs)
             for images, targets, meta in loader:
                 micro = progress["batch"] % cfg.grad_accum_steps
                 images = images.to(env.device, non_blocking=True)
@@ -432,13 +644,18 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
                     validate(epoch)
                 if on_step is not None:
                     on_step(dict(progress))
-                if cfg.max_minutes is not None or cfg.max_cpu_minutes is not None:
-                    over = torch.tensor(float(
-                        (cfg.max_minutes is not None and time.monotonic() - started > cfg.max_minutes * 60)
-                        or (cfg.max_cpu_minutes is not None
-                            and time.process_time() - cpu_started > cfg.max_cpu_minutes * 60)))
-                    if all_reduce_mean(over, env).item() > 0:  # every rank stops at the same step
-                        total_steps = progress["step"]
+                signum, over = stop_flags(signals)
+                if signum:
+                    if not (cfg.checkpoint_every_steps and progress["step"] % cfg.checkpoint_every_steps == 0):
+                        checkpoint()
+                    name = signal.Signals(signum).name
+                    message = (f"received {name}: saved checkpoint at step {progress['step']} ({last}); resume "
+                               f"with --resume")
+                    if env.is_main:
+                        logger.warning("%s", message)
+                    raise TrainingInterrupted(message, signum, progress["step"], last)
+                if over:
+                    total_steps = progress["step"]
                 if progress["step"] >= total_steps:
                     break
             if progress["batch"] >= sampler.batches_per_epoch:  # epoch finished
@@ -451,12 +668,16 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
             checkpoint()
             if cfg.val_every_steps and progress["step"] % cfg.val_every_steps:
                 validate(progress["epoch"])
+        if signals.received and env.is_main:
+            logger.warning("received %s after the last step: training complete",
+                           signal.Signals(signals.received).name)
     finally:
+        signals.restore()
         if bar is not None:
             bar.close()
         log.close()
     return last
 
 
-__all__ = ["TrainConfig", "TrainingDiverged", "EpochSampler", "train", "load_imagenet_weights",
-           "load_initial_weights", "STAGES"]
+__all__ = ["TrainConfig", "TrainingDiverged", "TrainingInterrupted", "RunFolderInUse", "EpochSampler", "train",
+           "seed_everything", "run_folder_lock", "load_imagenet_weights", "load_initial_weights", "STAGES"]
