@@ -9,7 +9,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .augment import NO_AUGMENTATION, sample_augmentation
-from .record import SampleRecord, validate_records
+from .record import DatasetError, SampleRecord, validate_records
 from .targets import BadSampleError, BodyModelBank, TargetSpec, build_sample, collate_samples, load_image
 
 log = logging.getLogger(__name__)
@@ -59,14 +59,18 @@ class RecordDataset(Dataset):
     def __getitem__(self, index: int):
         if not self.records:
             raise IndexError(f"{self.name}: no usable records")
-        for attempt in range(min(MAX_SKIPS, len(self.records))):
+        attempts = min(MAX_SKIPS, len(self.records))
+        for attempt in range(attempts):
             i = (index + attempt) % len(self.records)
             try:
                 return self.load(i)
             except BadSampleError as exc:
                 self._skip(self.records[i], str(exc))
-        raise RuntimeError(f"{self.name}: {MAX_SKIPS} consecutive unusable samples from index {index}; "
-                           f"{len(self.skipped)} skipped so far, e.g. {next(iter(self.skipped.items()))}")
+        reason = next(iter(self.skipped.values()))
+        what = ("no usable image found" if attempts == len(self.records)
+                else f"{attempts} consecutive unusable samples from index {index}")
+        raise DatasetError(f"{self.name}: {what} ({len(self.skipped)} of {len(self.records)} unusable so far), "
+                           f"e.g. {reason}")
 
     def _skip(self, record: SampleRecord, reason: str) -> None:
         path = str(self.image_path(record))

@@ -50,21 +50,6 @@ def check_kinds(kinds: set[str], net: I2LMeshNet, source: str) -> None:
                            f"{other[0]} checkpoint or preset, or {net.config.kind} data")
 
 
-class FolderDataset(RecordDataset):
-    """A dataset folder's :class:`RecordDataset`: when no usable image is found (every one missing or corrupt)
-    it stops with one line (:class:`DatasetError`) naming the folder and an example."""
-
-    def __getitem__(self, index: int):
-        try:
-            return super().__getitem__(index)
-        except RuntimeError as exc:
-            if not self.skipped or "unusable samples" not in str(exc):
-                raise
-            reason = next(iter(self.skipped.values()))
-            raise DatasetError(f"{self.name}: no usable image found ({len(self.skipped)} of {len(self.records)} "
-                               f"unusable so far), e.g. {reason}") from None
-
-
 def _check_folder(path: Path, records: list[SampleRecord], net: I2LMeshNet, spec: TargetSpec) -> None:
     """A folder the network can learn from / be scored on: usable samples, of its kind, with its joints or a mesh."""
     if not records:
@@ -107,7 +92,7 @@ def open_datasets(paths: Sequence[str | Path], net: I2LMeshNet, train: bool, see
         path = Path(path)
         records = read_dataset(path)
         _check_folder(path, records, net, spec)
-        dataset = FolderDataset(records, spec, train=train, bank=bank, seed=seed, name=str(path))
+        dataset = RecordDataset(records, spec, train=train, bank=bank, seed=seed, name=str(path))
         has_3d = sum(bool(r.has_3d) for r in dataset.records) * 2 >= max(len(dataset.records), 1)
         (sets_3d if has_3d else sets_2d).append(dataset)
     if not train:

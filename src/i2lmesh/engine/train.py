@@ -40,7 +40,7 @@ import yaml
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..bodymodels.base import BodyModel
-from ..config import ModelConfig, get_preset
+from ..config import STAGES, ModelConfig, get_preset
 from ..data.dataset import collate
 from ..losses import LossTargets
 from ..nets.factory import (FORMAT_NAME, CheckpointError, body_model_for, build_network, state_dict_mismatch,
@@ -54,7 +54,6 @@ from .param_stage import ParamTargets, init_param_regressor, model_shape, param_
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("lixel", "param")
 
 
 @dataclass
