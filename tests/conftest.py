@@ -7,6 +7,7 @@ import logging
 import sys
 
 import pytest
+import torch
 
 
 @contextlib.contextmanager
@@ -58,3 +59,13 @@ def anny_hand_left(anny_hand):
     from i2lmesh.bodymodels.anny import AnnyHand
 
     return AnnyHand(side="left")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks run fastest on one thread (and do not fight other processes for the cores). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,34 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from i2lmesh import get_preset, save_network
-from i2lmesh.nets import I2LMeshNet
+from i2lmesh import save_network
+from tiny_net import tiny_net as _tiny_net
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 GOOD_BOX = "60,25,50,70"  # inside the 160 x 120 test images (and inside their 120 x 160 EXIF-rotated version)
 OUTPUT_SUFFIXES = ("_overlay.png", ".obj", ".glb", ".json")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _tiny_net(kind: str = "body", seed: int = 0) -> I2LMeshNet:
-    """The pattern of tests/test_inference.py: ResNet-18 at 64 px, 5 joints, 40 vertices, random weights."""
-    config = get_preset("cpu-small", backbone_depth=18, input_size=64, depth_bins=16, deconv_channels=16,
-                        num_joints=5, num_vertices=40, kind=kind)
-    torch.manual_seed(seed)
-    reg = torch.rand(5, 40)
-    reg = reg / reg.sum(1, keepdim=True)
-    net = I2LMeshNet(config, reg, torch.randint(0, 40, (60, 3)))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    net.topology = {"kind": kind, "joint_names": [f"j{i}" for i in range(5)], "root_index": 0}
-    return net.eval()
 
 
 @pytest.fixture(scope="module")

@@ -26,16 +26,10 @@ from i2lmesh.data.record import DatasetError, joint_set_to_dict
 from i2lmesh.engine.train import TrainConfig
 from i2lmesh.geometry import intrinsics, project
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SIZE = 128
 K = intrinsics(150.0, (SIZE / 2, SIZE / 2))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _doc(folder: Path, kind: str = "body", num: int = 2, fit: bool = True) -> dict:

@@ -40,9 +40,11 @@ import numpy as np
 import pytest
 import torch
 
-from i2lmesh import CheckpointError, get_preset, load_network, save_network
+from i2lmesh import CheckpointError, load_network, save_network
 from i2lmesh.inference import BadInputError
-from i2lmesh.nets import I2LMeshNet
+from tiny_net import tiny_net as _tiny_net
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SEED = int(os.environ.get("I2LMESH_FUZZ_SEED", "20240611"))
 COUNTS = {"cli": 110, "boxes": 70, "api": 120, "image": 70, "image-cli": 6, "ckpt": 40}
@@ -70,29 +72,6 @@ def test_fuzz_plan():
 
 # ----------------------------------------------------------------------------------------------------------------
 # Fixtures: a tiny network, a few good files, cached checkpoint loading for the CLI
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread; --threads cases must not leak into the next case."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(1)
-
-
-def _tiny_net(kind: str = "body", seed: int = 0) -> I2LMeshNet:
-    """The pattern of tests/test_inference.py: ResNet-18 at 64 px, 5 joints, 40 vertices, random weights."""
-    config = get_preset("cpu-small", backbone_depth=18, input_size=64, depth_bins=16, deconv_channels=16,
-                        num_joints=5, num_vertices=40, kind=kind)
-    torch.manual_seed(seed)
-    reg = torch.rand(5, 40)
-    reg = reg / reg.sum(1, keepdim=True)
-    net = I2LMeshNet(config, reg, torch.randint(0, 40, (60, 3)))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    net.topology = {"kind": kind, "joint_names": [f"j{i}" for i in range(5)], "root_index": 0}
-    return net.eval()
 
 
 def _picture(width: int = 64, height: int = 64, seed: int = 0) -> np.ndarray:

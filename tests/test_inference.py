@@ -9,36 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from i2lmesh import get_preset, save_network
+from i2lmesh import save_network
 from i2lmesh.export.meshes import read_glb, read_obj, read_ply, write_glb, write_obj, write_ply
 from i2lmesh.geometry import crop_transforms, decode_to_camera, process_bbox, warp_image
 from i2lmesh.inference import (BadInputError, OneEuroFilter, Predictor, k_value_root_depth, load_boxes_json,
                                non_maximum_suppression, parse_bbox, read_image)
 from i2lmesh.inference.predictor import _crop_patch, spread_to_camera_mm
-from i2lmesh.nets import I2LMeshNet
+from tiny_net import rendered_image as _rendered_image, tiny_net as _tiny_net
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not fight other processes for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _tiny_net(kind="body", seed=0):
-    config = get_preset("cpu-small", backbone_depth=18, input_size=64, depth_bins=16, deconv_channels=16,
-                        num_joints=5, num_vertices=40, kind=kind)
-    torch.manual_seed(seed)
-    reg = torch.rand(5, 40)
-    reg = reg / reg.sum(1, keepdim=True)
-    net = I2LMeshNet(config, reg, torch.randint(0, 40, (60, 3)))
-    with torch.no_grad():  # make the heads' outputs depend visibly on the input
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    net.topology = {"kind": kind, "joint_names": [f"j{i}" for i in range(5)], "root_index": 0}
-    return net.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +25,6 @@ def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "tiny_body.pt"
     save_network(_tiny_net(), path)
     return path
-
-
-def _rendered_image(width=160, height=120, seed=0):
-    """A lit sphere over a noise background (RGB uint8), rendered by our rasteriser."""
-    from i2lmesh.render import icosphere, render_mesh
-
-    rng = np.random.default_rng(seed)
-    vertices, faces = icosphere(2, 0.3)
-    K = np.array([[200.0, 0, width / 2], [0, 200.0, height / 2], [0, 0, 1]])
-    out = render_mesh(vertices + [0.1, 0.0, 2.0], faces, K, (height, width), backend="numba")
-    background = rng.integers(0, 255, (height, width, 3)).astype(np.float32) / 255
-    image = np.where(out.mask[..., None], out.color, background)
-    return (image * 255).astype(np.uint8), K
 
 
 def test_predictor_equals_raw_network_and_decoder(checkpoint):

@@ -11,32 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 import i2lmesh.inference.video  # noqa: F401  (quiets FFmpeg before this module's own cv2 video calls)
-from i2lmesh import get_preset, save_network
-from i2lmesh.nets import I2LMeshNet
+from i2lmesh import save_network
+from tiny_net import tiny_net as _tiny_net
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FFMPEG_LOG_MARKERS = ("moov atom", " @ 0x", "[ WARN", "[ERROR", "OpenCV(")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _tiny_net(kind="body", seed=0):
-    config = get_preset("cpu-small", backbone_depth=18, input_size=64, depth_bins=16, deconv_channels=16,
-                        num_joints=5, num_vertices=40, kind=kind)
-    torch.manual_seed(seed)
-    reg = torch.rand(5, 40)
-    reg = reg / reg.sum(1, keepdim=True)
-    net = I2LMeshNet(config, reg, torch.randint(0, 40, (60, 3)))
-    net.topology = {"kind": kind, "joint_names": [f"j{i}" for i in range(5)], "root_index": 0}
-    return net.eval()
 
 
 @pytest.fixture(scope="module")

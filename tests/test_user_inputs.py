@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_inference import _rendered_image, _tiny_net
+from tiny_net import rendered_image as _rendered_image
+from tiny_net import tiny_net as _tiny_net
 
 from i2lmesh import CheckpointError, load_network, save_network
 from i2lmesh.cli import main
