@@ -255,3 +255,19 @@ def test_odd_paths_each_get_their_own_line_and_the_run_completes(checkpoint, ima
                  "60,25,50,70", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot be used as the output folder" in err[0]
+
+
+def test_detector_keypoints_reach_the_result_in_original_pixels(checkpoint):
+    from i2lmesh.inference.detect import Detection
+
+    wide = np.zeros((100, 4200, 3), np.uint8)  # downscaled to 4096 px wide for processing
+    scale = 4096 / 4200
+    keypoints = np.array([[100.0, 20.0], [140.0, 80.0]])  # original pixels
+    predictor = Predictor.from_checkpoint(checkpoint, optimise=False)
+    predictor.detect = lambda rgb: [Detection(np.array([90.0, 10.0, 60.0, 80.0]) * scale, 0.9, "mediapipe",
+                                              keypoints * scale, np.array([0.8, 0.4]), "test2", side="left")]
+    person = predictor.predict(wide)[0]
+    np.testing.assert_allclose(person.keypoints_2d_px, keypoints, rtol=1e-6)
+    doc = person.to_dict()
+    assert doc["detector_keypoints"] == {"set": "test2", "xy_px": keypoints.tolist(), "scores": [0.8, 0.4]}
+    assert doc["side"] == "left" and doc["detector_score"] == 0.9

