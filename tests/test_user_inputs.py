@@ -214,6 +214,8 @@ def test_api_refuses_absurd_values_and_huge_boxes(checkpoint):
             predictor.predict(image, boxes=box, **kwargs)
     with pytest.raises(BadInputError, match="within"):
         predictor.predict(image, boxes=[[0, 0, 1e308, 1e308]])
+    with pytest.raises(BadInputError, match="should be numbers"):
+        predictor.predict(image, boxes=[[60, 25, 50 + 1j, 70]])
 
 
 def test_nan_weights_give_one_line_and_no_files(tmp_path, image_file, capsys):

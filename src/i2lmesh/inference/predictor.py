@@ -347,6 +347,8 @@ def check_root_depth(value: Any, name: str = "root depth") -> float:
 def _user_boxes(boxes: Any, source: str) -> np.ndarray:
     """User boxes -> (N, 4) float64 (x, y, w, h); N = 0 for an empty list (nobody in this image)."""
     try:
+        if np.iscomplexobj(boxes):  # numpy would drop the imaginary part silently
+            raise TypeError
         arr = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError):
         raise BadInputError(f"{source}: boxes should be numbers (x, y, w, h), got {type(boxes).__name__}"
@@ -521,6 +523,8 @@ class Predictor:
             source = "user focal"
         else:
             try:
+                if np.iscomplexobj(value):  # numpy would drop the imaginary part silently
+                    raise TypeError
                 K = np.asarray(value, dtype=np.float64)
             except (TypeError, ValueError):
                 raise BadInputError(f"intrinsics should be a 3x3 K of numbers, got {str(value)[:60]!r}") from None
