@@ -273,3 +273,31 @@ def test_detector_keypoints_reach_the_result_in_original_pixels(checkpoint):
     doc = person.to_dict()
     assert doc["detector_keypoints"] == {"set": "test2", "xy_px": keypoints.tolist(), "scores": [0.8, 0.4]}
     assert doc["side"] == "left" and doc["detector_score"] == 0.9
+
+
+def test_reruns_into_the_same_out_stay_consistent(checkpoint, image_file, tmp_path, caplog):
+    """A rerun that finds nobody removes the earlier meshes; the output folder given as input is not re-read; a
+    --boxes entry that names no input gets a warning."""
+    import shutil
+
+    folder = tmp_path / "io"
+    folder.mkdir()
+    shutil.copy(image_file, folder / "a.png")
+    args = ["demo", str(folder), "--checkpoint", str(checkpoint), "--out", str(folder), "--no-progress"]
+    assert main(args + ["--bbox", "60,25,50,70"]) == 0 and (folder / "a.obj").is_file()
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"a.png": [], "nosuch.png": [[1, 2, 3, 4]]}))
+    with caplog.at_level("WARNING"):
+        assert main(args + ["--boxes", str(boxes)]) == 0
+    assert json.loads((folder / "a.json").read_text())["num_people"] == 0
+    assert not (folder / "a.obj").exists() and not (folder / "a.glb").exists()
+    assert not (folder / "a_overlay_overlay.png").exists()  # its own overlay was not taken as a photo
+    assert any("'nosuch.png'" in r.getMessage() for r in caplog.records)
+
+
+def test_warnings_name_the_video_frame_or_list_item(checkpoint, caplog):
+    image, _ = _rendered_image()
+    predictor = Predictor.from_checkpoint(checkpoint, optimise=False)
+    with caplog.at_level("WARNING"):
+        predictor.predict([image, image], boxes=[[[60, 25, 50, 70]], [[0, 0, 150, 30]]])
+    assert any(r.getMessage().startswith("<image 1 of the list>: box w/h") for r in caplog.records)

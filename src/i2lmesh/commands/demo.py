@@ -129,9 +129,10 @@ def _save_png(path: Path, rgb: np.ndarray) -> None:
 # Inputs
 
 
-def collect_inputs(paths: list[Path]) -> tuple[list[Path], int]:
+def collect_inputs(paths: list[Path], out: Path | None = None) -> tuple[list[Path], int]:
     """Files to process (folders expanded to their image and video files, sorted), and the number of other files
-    skipped in folders."""
+    skipped in folders. Files of a folder that is also the output folder ``out`` whose names are this command's
+    outputs (``*_overlay.png``, ``*_overlay.mp4``) are skipped: a second run must not take them as photos."""
     from ..inference.predictor import IMAGE_SUFFIXES
     from ..inference.video import VIDEO_SUFFIXES
 
@@ -149,11 +150,28 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], int]:
                 regular = child.is_file()
             except OSError:
                 regular = False
-            if regular and child.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
+            if regular and out is not None and _same_folder(path, out) and child.stem.endswith("_overlay"):
+                skipped += 1
+            elif regular and child.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                 files.append(child)
             elif regular:
                 skipped += 1
     return files, skipped
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _unused_box_keys(boxes_json, files: list[Path]) -> list[str]:
+    """Keys of a --boxes {name: boxes} file that match no input (a typo would silently run the detector)."""
+    if not isinstance(boxes_json, dict):
+        return []
+    names = {key for f in files for key in (f.name, f.stem, str(f))}
+    return [key for key in boxes_json if key not in names]
 
 
 def _boxes_for(path: Path, args, boxes_json) -> list[np.ndarray] | None:
@@ -202,6 +220,11 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
         info["camera"] = {"K": np.round(K_orig, 4).tolist()}
     _save_png(out / f"{stem}_overlay.png", overlay_picture(loaded.rgb, results, K_work, args.render_backend))
     write_results_json(out / f"{stem}.json", results, info)
+    # Mesh files of an earlier run into the same --out that this run does not rewrite would contradict the JSON.
+    for suffix, written in ((".obj", bool(results)), (".glb", bool(results)), (".ply", bool(results) and args.ply),
+                            (".npz", bool(results) and args.npz)):
+        if not written:
+            (out / f"{stem}{suffix}").unlink(missing_ok=True)
     if results:
         meshes = [(r.vertices_m, r.faces) for r in results]
         write_obj(out / f"{stem}.obj", meshes)
@@ -221,6 +244,7 @@ def _default_K(predictor, loaded, args) -> np.ndarray:
 def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool) -> int:
     from ..export.meshes import write_results_json
     from ..inference.smoothing import OneEuroFilter
+    from ..inference.predictor import as_loaded_image
     from ..inference.video import VideoReader, VideoWriter
 
     # The frames folder is made once the first frame has decoded (an unreadable video leaves nothing); the overlay
@@ -234,7 +258,8 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
                         enabled=progress, leave=False)
         dt = 1.0 / reader.fps
         for index, time_s, rgb in reader:
-            results = predictor.predict(rgb, boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
+            frame = as_loaded_image(rgb, name=f"{path} frame {index}")  # names the frame in warnings
+            results = predictor.predict(frame, boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
             loaded = predictor.last_images[0]
             # Keep people in a stable order (left to right) so that smoothing follows the same person.
             results = sorted(results, key=lambda r: r.box_xywh[0] + r.box_xywh[2] / 2)
@@ -301,7 +326,11 @@ def run(args: argparse.Namespace) -> int:
         # Not four numbers: a usage error (exit 2). An empty box parses and skips each input (exit 1).
         args.bbox = [parse_bbox(text) for text in args.bbox]
     boxes_json = load_boxes_json(args.boxes) if args.boxes else None
-    files, skipped = collect_inputs(args.inputs)
+    files, skipped = collect_inputs(args.inputs, args.out)
+    unused = _unused_box_keys(boxes_json, files)
+    if unused:
+        log.warning("demo: --boxes %s: no input of this run is named %s (ignored)", args.boxes,
+                    ", ".join(repr(k) for k in unused[:5]) + (f" (+{len(unused) - 5} more)" if len(unused) > 5 else ""))
     if not files:
         raise UserError("no images or videos found in " + ", ".join(str(p) for p in args.inputs))
     try:

@@ -204,8 +204,9 @@ def read_image(path: str | os.PathLike, max_side: int = MAX_IMAGE_SIDE_PX) -> Lo
     return _downscale(loaded, max_side)
 
 
-def as_loaded_image(image: Any, max_side: int = MAX_IMAGE_SIDE_PX) -> LoadedImage:
-    """A path or an (H, W[, C]) array (uint8 RGB preferred; gray, RGBA, 16-bit and float are converted)."""
+def as_loaded_image(image: Any, max_side: int = MAX_IMAGE_SIDE_PX, name: str = "<array>") -> LoadedImage:
+    """A path or an (H, W[, C]) array (uint8 RGB preferred; gray, RGBA, 16-bit and float are converted). ``name``
+    names an array in messages and warnings (e.g. "clip.mp4 frame 12")."""
     if isinstance(image, LoadedImage):
         return image
     if isinstance(image, (str, os.PathLike)):
@@ -213,10 +214,11 @@ def as_loaded_image(image: Any, max_side: int = MAX_IMAGE_SIDE_PX) -> LoadedImag
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
-        raise BadInputError(f"expected an image path or a numpy HxWx3 RGB array, got {type(image).__name__}")
+        raise BadInputError(f"{name}: expected an image path or a numpy HxWx3 RGB array, got "
+                            f"{type(image).__name__}")
     notes: list[str] = []
-    rgb = _to_uint8_rgb(image, notes, "<array>")
-    return _downscale(LoadedImage(rgb, 1.0, (rgb.shape[1], rgb.shape[0]), "<array>", notes), max_side)
+    rgb = _to_uint8_rgb(image, notes, name)
+    return _downscale(LoadedImage(rgb, 1.0, (rgb.shape[1], rgb.shape[0]), name, notes), max_side)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -579,7 +581,7 @@ class Predictor:
         size = self.config.input_size
         for i, (img, user_boxes, k_value, depth_value) in enumerate(zip(images, boxes_per, k_per, depth_per)):
             t = time.perf_counter()
-            loaded = as_loaded_image(img)
+            loaded = as_loaded_image(img, name="<array>" if single else f"<image {i} of the list>")
             loaded_images.append(loaded)
             timings["load_s"] += time.perf_counter() - t
             K, k_source = self._intrinsics(k_value, loaded)
