@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not args.verbose:  # a library's warning is one line, not its file, line and source text
         warnings.showwarning = _one_line_warning
+        logging.getLogger("anny").setLevel(logging.WARNING)  # "Loading cached model data ..." on every start
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
