@@ -159,3 +159,12 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
         train(_cfg(tmp_path, max_steps=4, epochs=2, keep_epoch_checkpoints=False), data, net=net)
     kept = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
     assert kept["progress"] == good["progress"]
+
+
+def test_resume_with_nothing_to_resume_touches_nothing(tmp_path):
+    from i2lmesh import CheckpointError
+
+    out = tmp_path / "typo"
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        train(_cfg(out, max_steps=1), ToyDataset(4), net=toy_network(), resume=True)
+    assert not out.exists()

@@ -450,6 +450,9 @@ def train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, 
     exactly from there."""
     env = env or init_distributed(cfg.device)
     out = Path(cfg.out)
+    last = out / "checkpoints" / "last.pt"
+    if resume and not last.is_file():  # before the lock and the config file: a mistyped --out stays untouched
+        raise CheckpointError(f"{last}: nothing to resume (no last.pt in {last.parent})")
     with contextlib.ExitStack() as stack:
         locked = True
         if env.is_main:
@@ -490,8 +493,6 @@ def _train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, net: I
     state = None
     last = ckpt_dir / "last.pt"
     if resume:
-        if not last.is_file():
-            raise CheckpointError(f"{last}: nothing to resume (no last.pt in {ckpt_dir})")
         state = load_training_checkpoint(last)
         mismatch = state_dict_mismatch(net.state_dict(), state["model"])
         if mismatch:
