@@ -145,12 +145,13 @@ def collect_inputs(paths: list[Path], out: Path | None = None) -> tuple[list[Pat
         if children is None:
             files.append(path)  # missing or odd files get their one-line error when processed
             continue
+        is_out = out is not None and _same_folder(path, out)  # once per folder, not per file
         for child in children:
             try:
                 regular = child.is_file()
             except OSError:
                 regular = False
-            if regular and out is not None and _same_folder(path, out) and child.stem.endswith("_overlay"):
+            if regular and is_out and child.stem.endswith("_overlay"):
                 skipped += 1
             elif regular and child.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES:
                 files.append(child)
