@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-HELP = "Run a checkpoint on images, folders or videos: overlays, OBJ/GLB meshes and JSON (joints, camera, box)."
+HELP = ("Meshes for images, folders or videos (a checkpoint, or body-model fitting to detected keypoints with no "
+        "checkpoint): overlays, OBJ/GLB meshes and JSON (joints, camera, box).")
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,12 @@ PALETTE = ((0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.84, 0.62), (0.88, 0.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images, folders of images/videos, "
                         "or videos")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="i2lmesh checkpoint (.pt), or an .onnx "
-                        "file with --backend onnx")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="i2lmesh checkpoint (.pt), or an .onnx "
+                        "file with --backend onnx (methods network and network+fit)")
+    parser.add_argument("--method", choices=("network", "fit", "network+fit"), default=None, help="network: the "
+                        "checkpoint's mesh (the paper); fit: the Anny body model fitted to detected keypoints, no "
+                        "checkpoint needed; network+fit: the network's joints and the keypoints fitted together "
+                        "(default: network with --checkpoint, else fit)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--bbox", action="append", default=None, metavar="x,y,w,h", help="a box in pixels of the "
                         "original image (repeat for several people); skips detection; used for every input")
@@ -38,11 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "original image (default: the image diagonal; the reference uses 1500)")
     parser.add_argument("--root-depth", type=float, default=None, metavar="M", help="distance of the root joint "
                         "from the camera in metres (default: estimated from the box size)")
-    parser.add_argument("--kind", choices=("body", "hand"), default=None, help="check that the checkpoint is of "
-                        "this kind (default: the checkpoint's)")
+    parser.add_argument("--kind", choices=("body", "hand"), default=None, help="body or hand: with a checkpoint, "
+                        "checked against it (default: the checkpoint's); with --method fit, what to fit (default "
+                        "body)")
     parser.add_argument("--detector", choices=("auto", "hog", "mediapipe"), default="auto", help="built-in "
                         "detector (auto: mediapipe if installed, else HOG for bodies)")
-    parser.add_argument("--smooth", action="store_true", help="videos: One Euro temporal smoothing of the meshes")
+    parser.add_argument("--smooth", action="store_true", help="videos: One Euro temporal smoothing of each "
+                        "followed person's mesh")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="network runtime")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per network call")
@@ -203,7 +210,8 @@ def _unique_stem(path: Path, used: set[str]) -> str:
 
 def _image_info(path: Path, loaded, predictor) -> dict:
     return {"input": str(path), "image_size_px": list(loaded.original_size), "processing_scale": loaded.scale,
-            "notes": list(loaded.notes), "checkpoint_kind": predictor.kind, "backend": predictor.backend}
+            "notes": list(loaded.notes), "kind": predictor.kind, "method": predictor.method,
+            "backend": predictor.backend}
 
 
 def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
@@ -215,13 +223,14 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
     info = _image_info(path, loaded, predictor)
     info["timings_s"] = {k: round(v, 4) for k, v in predictor.last_timings.items()}
     # The overlay is drawn on the working copy of the image, so K goes to its pixels.
-    K_orig = results[0].K if results else _default_K(predictor, loaded, args)
+    K_orig = results[0].K if results else predictor.default_intrinsics(loaded, args.focal)
     K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
     if not results:
         info["camera"] = {"K": np.round(K_orig, 4).tolist()}
     _save_png(out / f"{stem}_overlay.png", overlay_picture(loaded.rgb, results, K_work, args.render_backend))
     write_results_json(out / f"{stem}.json", results, info)
     # Mesh files of an earlier run into the same --out that this run does not rewrite would contradict the JSON.
+    with_uncertainty = bool(results) and all(r.vertex_uncertainty_mm is not None for r in results)
     for suffix, written in ((".obj", bool(results)), (".glb", bool(results)), (".ply", bool(results) and args.ply),
                             (".npz", bool(results) and args.npz)):
         if not written:
@@ -231,27 +240,26 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
         write_obj(out / f"{stem}.obj", meshes)
         write_glb(out / f"{stem}.glb", meshes, colors=[PALETTE[i % len(PALETTE)] for i in range(len(results))])
         if args.ply:
-            write_ply(out / f"{stem}.ply", meshes, {"uncertainty_mm": [r.vertex_uncertainty_mm for r in results]})
+            # per-vertex uncertainty where the network gives it (fitted meshes have none)
+            write_ply(out / f"{stem}.ply", meshes, {"uncertainty_mm": [r.vertex_uncertainty_mm for r in results]}
+                      if with_uncertainty else None)
         if args.npz:
             write_results_npz(out / f"{stem}.npz", results)
     return len(results)
 
 
-def _default_K(predictor, loaded, args) -> np.ndarray:
-    K, _ = predictor._intrinsics(args.focal, loaded)
-    return np.diag([1.0 / loaded.scale, 1.0 / loaded.scale, 1.0]) @ K
-
-
 def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool) -> int:
     from ..export.meshes import write_results_json
-    from ..inference.smoothing import OneEuroFilter
     from ..inference.predictor import as_loaded_image
+    from ..inference.smoothing import OneEuroFilter
+    from ..inference.tracking import PersonTracker
     from ..inference.video import VideoReader, VideoWriter
 
     # The frames folder is made once the first frame has decoded (an unreadable video leaves nothing); the overlay
     # video is written under a temporary name and renamed only when complete (VideoWriter), each JSON atomically.
+    # People are followed across frames (PersonTracker): smoothing and the fit's warm start are per track.
     frames_dir = args.out / f"{stem}_frames"
-    filters: dict[tuple[int, str], OneEuroFilter] = {}
+    tracker = PersonTracker()
     people_total = 0
     with VideoReader(path, args.max_frames) as reader, VideoWriter(args.out / f"{stem}_overlay.mp4",
                                                                   reader.fps) as writer:
@@ -260,20 +268,25 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
         dt = 1.0 / reader.fps
         for index, time_s, rgb in reader:
             frame = as_loaded_image(rgb, name=f"{path} frame {index}")  # names the frame in warnings
-            results = predictor.predict(frame, boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
-            loaded = predictor.last_images[0]
-            # Keep people in a stable order (left to right) so that smoothing follows the same person.
-            results = sorted(results, key=lambda r: r.box_xywh[0] + r.box_xywh[2] / 2)
-            if args.smooth:
-                for p, r in enumerate(results):
+            results = _track_and_predict(predictor, tracker, frame, boxes, args)
+            for r in results:
+                track = next((t for t in tracker.tracks if t.track_id == r.track_id), None)
+                if track is None:
+                    continue
+                if r.fit_params is not None:
+                    track.state["init"] = r.fit_params
+                if args.smooth:
+                    filters = track.state.setdefault("filters", {})
                     for name in ("vertices_m", "joints_m", "joints_2d_px"):
-                        filt = filters.setdefault((p, name), OneEuroFilter())
+                        filt = filters.setdefault(name, OneEuroFilter())
                         setattr(r, name, filt(getattr(r, name), dt).astype(np.float32))
-            K_orig = results[0].K if results else _default_K(predictor, loaded, args)
+            loaded = predictor.last_images[0]
+            K_orig = results[0].K if results else predictor.default_intrinsics(loaded, args.focal)
             K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
             writer.write(overlay_picture(loaded.rgb, results, K_work, args.render_backend))
             info = _image_info(path, loaded, predictor)
             info.update({"frame": index, "time_s": round(time_s, 4), "smoothed": bool(args.smooth)})
+            info["timings_s"] = {k: round(v, 4) for k, v in predictor.last_timings.items()}
             if index == 0:
                 frames_dir.mkdir(parents=True, exist_ok=True)
             write_results_json(frames_dir / f"frame_{index:06d}.json", results, info)
@@ -281,6 +294,29 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
             bar.update(1)
         bar.close()
     return people_total
+
+
+def _track_and_predict(predictor, tracker, frame, boxes, args) -> list:
+    """One video frame: detect (or the user's boxes), assign the people to tracks, predict with each track's warm
+    start; results sorted by track id."""
+    from ..inference.detect import Detection
+    from ..inference.predictor import _user_boxes
+
+    if boxes is None:
+        s = frame.scale
+        found = predictor.detect(frame.rgb)
+        detections = [Detection(d.box_xywh / s, d.score, d.source,
+                                None if d.keypoints_xy is None else d.keypoints_xy / s, d.keypoint_scores,
+                                d.keypoint_set, d.keypoints_3d_m, d.side, d.side_score) for d in found]
+    else:  # the same boxes in every frame (a bad one raises BadInputError: the video is skipped)
+        detections = [Detection(b, 1.0, "user") for b in _user_boxes(boxes, frame.source)]
+    tracks = tracker.update(detections)
+    for det, track in zip(detections, tracks):
+        det.track_id = track.track_id
+    inits = [track.state.get("init") for track in tracks] if predictor.method != "network" else None
+    results = predictor.predict(frame, boxes=detections, intrinsics=args.focal, root_depth_m=args.root_depth,
+                                init=inits)
+    return sorted(results, key=lambda r: r.track_id)
 
 
 class _NoBar:
@@ -299,12 +335,39 @@ def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
     return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True)
 
 
+def _make_predictor(args):
+    """The Predictor of ``--method`` (default: network with a checkpoint, else fit); UserError (exit 2) when the
+    method and the checkpoint do not go together or the checkpoint cannot be used."""
+    from ..cli import UserError
+    from ..inference.predictor import BadInputError, Predictor
+    from ..nets.factory import CheckpointError
+
+    method = args.method or ("network" if args.checkpoint is not None else "fit")
+    if method == "fit" and args.checkpoint is not None:
+        raise UserError("--method fit uses no checkpoint; drop --checkpoint, or use --method network+fit")
+    if method != "fit" and args.checkpoint is None:
+        raise UserError(f"--method {method} needs --checkpoint (a trained network); --method fit needs none")
+    try:
+        if method == "fit":
+            if args.threads is not None:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            return Predictor.for_fitting(args.kind or "body", device=args.device, detector=args.detector)
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
+                                              batch_size=args.batch_size, detector=args.detector,
+                                              num_threads=args.threads, method=method)
+        predictor.check_kind(args.kind)
+        return predictor
+    except (CheckpointError, BadInputError) as exc:
+        raise UserError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..inference.detect import DetectorUnavailable, create_detector, load_boxes_json
-    from ..inference.predictor import MAX_THREADS, BadInputError, Predictor, check_focal, check_root_depth
+    from ..inference.detect import DetectorUnavailable, load_boxes_json
+    from ..inference.predictor import MAX_THREADS, BadInputError, check_focal, check_root_depth
     from ..inference.video import is_video
-    from ..nets.factory import CheckpointError
 
     try:  # the Predictor's own checks, applied once here so that a bad value stops the run (exit 2)
         if args.focal is not None:
@@ -334,17 +397,11 @@ def run(args: argparse.Namespace) -> int:
                     ", ".join(repr(k) for k in unused[:5]) + (f" (+{len(unused) - 5} more)" if len(unused) > 5 else ""))
     if not files:
         raise UserError("no images or videos found in " + ", ".join(str(p) for p in args.inputs))
-    try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device, backend=args.backend,
-                                              batch_size=args.batch_size, detector=args.detector,
-                                              num_threads=args.threads)
-        predictor.check_kind(args.kind)
-    except (CheckpointError, BadInputError) as exc:
-        raise UserError(str(exc)) from None
+    predictor = _make_predictor(args)
     needs_detector = [f for f in files if _boxes_for(f, args, boxes_json) is None]
     if needs_detector:
         try:
-            predictor._detectors[predictor.kind] = create_detector(predictor.kind, args.detector)
+            predictor.detector()  # a detector that cannot run here stops the run before any input
         except DetectorUnavailable as exc:
             raise UserError(str(exc)) from None
     try:

@@ -64,7 +64,8 @@ class Detection:
     Keypoint detectors (``inference.keypoints``) also give keypoints_xy (K, 2) image pixels, keypoint_scores (K,)
     in [0, 1], keypoint_set (the set's name: "blazepose33" bodies, "mano21" hands), keypoints_3d_m (K, 3) metres,
     root-relative, camera axes (x right, y down, z away from the camera), and for hands side ("left" / "right",
-    the hand's own side) with side_score. None where the detector has none (HOG, user boxes)."""
+    the hand's own side) with side_score. None where the detector has none (HOG, user boxes). track_id: the person's
+    track in a video (None elsewhere)."""
 
     box_xywh: np.ndarray
     score: float
@@ -75,6 +76,7 @@ class Detection:
     keypoints_3d_m: np.ndarray | None = None
     side: str | None = None
     side_score: float | None = None
+    track_id: int | None = None  # set by a video's PersonTracker (inference.tracking)
 
 
 def parse_bbox(text: str, what: str = "--bbox") -> np.ndarray:

@@ -1,0 +1,141 @@
+"""The Predictor's fitting step: a body model fitted to each person's detected keypoints.
+
+Methods (``METHODS``; ``Predictor(method=...)``, ``i2lmesh demo --method``):
+
+- ``"network"``: the I2L-MeshNet mesh (the paper).
+- ``"fit"``: no network. The keypoint detector's 2D keypoints (BlazePose-33 bodies taken as COCO-17 by name,
+  MediaPipe's 21 hand keypoints in MANO-21 order) -> :func:`~i2lmesh.fitting.fit_to_keypoints` of the Anny body
+  or hand (SMPLify-style, docs/fitting.md).
+- ``"network+fit"``: SPIN's idea (Kolotouros et al., ICCV 2019: a regressor's output initialises SMPLify): the
+  network's root-relative 3D joints and the detector's 2D keypoints together in one fit, so the network decides
+  what 2D keypoints cannot (depth order of limbs, a turned torso) and the keypoints pull the mesh onto the image.
+  The body hips are left out of the 2D term here: BlazePose's are surface hips, the network's joint set has SMPL's
+  hip joint centres, a few centimetres apart (docs/fitting.md, "Keypoint sets").
+
+The fitted mesh is the fitting body model's (Anny by default), whatever model the network was trained with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..bodymodels.joint_sets import JointSet
+from ..fitting.keypoints import COCO_17, get_keypoint_set
+
+METHODS = ("network", "fit", "network+fit")
+# A person needs this many keypoints with at least MIN_KEYPOINT_SCORE to be fitted (fewer leave pose and depth
+# undetermined: the fit would follow the priors, not the image). A body's 6: e.g. both shoulders, hips and knees.
+MIN_KEYPOINTS = {"body": 6, "hand": 8}
+MIN_KEYPOINT_SCORE = 0.3
+# Keypoints of a detector below MIN_KEYPOINT_SCORE are given confidence 0 (BlazePose's "visibility" of a limb
+# hidden behind the body is ~0.1 while its position is a guess).
+# A fit whose median reprojection residual exceeds this fraction of the person's box (larger side) gets a warning.
+RESIDUAL_WARNING_FRACTION = 0.05
+# Joints left out of the 2D term of "network+fit" bodies (surface hips vs SMPL hip joint centres, see above).
+NETWORK_FIT_2D_EXCLUDED = ("L_Hip", "R_Hip")
+
+
+def _index_by_name(source: JointSet, target: JointSet, exclude: Sequence[str] = ()) -> list[tuple[int, int]]:
+    """(target index, source index) of the names the two sets share, ``exclude`` left out."""
+    where = {name: i for i, name in enumerate(source.names)}
+    return [(t, where[name]) for t, name in enumerate(target.names) if name in where and name not in exclude]
+
+
+def detector_keypoints(keypoints_xy: np.ndarray, scores: np.ndarray | None, keypoint_set: str,
+                       target: str | JointSet, exclude: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """A detector's keypoints as the keypoints of ``target``, by name.
+
+    keypoints_xy (K, 2) px and scores (K,) in [0, 1] (None: all 1) of the set named ``keypoint_set``
+    ("blazepose33", "mano21", ...). Returns (T, 2) px and (T,) confidences of the target set: keypoints the
+    detector lacks, those in ``exclude`` and those scored below ``MIN_KEYPOINT_SCORE`` get confidence 0 (and
+    position 0). Raises KeyError for an unknown set."""
+    from .keypoints import BLAZEPOSE_33
+
+    source = BLAZEPOSE_33 if keypoint_set == BLAZEPOSE_33.name else get_keypoint_set(keypoint_set)
+    target = get_keypoint_set(target)
+    xy = np.asarray(keypoints_xy, np.float64).reshape(len(source), 2)
+    score = np.ones(len(source)) if scores is None else np.asarray(scores, np.float64).reshape(len(source))
+    out_xy, out_conf = np.zeros((len(target), 2)), np.zeros(len(target))
+    for t, s in _index_by_name(source, target, exclude):
+        if np.all(np.isfinite(xy[s])) and np.isfinite(score[s]) and score[s] >= MIN_KEYPOINT_SCORE:
+            out_xy[t], out_conf[t] = xy[s], min(1.0, score[s])
+    return out_xy, out_conf
+
+
+@dataclass
+class FitTarget:
+    """One person to fit: 2D keypoints (K, 2) working px with confidences (K,) of ``keypoint_set``, K (3, 3)
+    working px, optional network joints (K, 3) camera metres of the same set, optional warm start (``init``: one
+    person's {"pose", "shape", "trans"} without the batch dimension)."""
+
+    keypoints_px: np.ndarray
+    confidence: np.ndarray
+    K: np.ndarray
+    keypoints_3d_m: np.ndarray | None = None
+    init: Mapping[str, Any] | None = None
+
+
+class KeypointFitter:
+    """Fits a body model (Anny by default) of ``kind`` to people's keypoints; the model is built on first use.
+
+    body_model: a :class:`~i2lmesh.bodymodels.base.BodyModel` to use instead of Anny. config: a
+    :class:`~i2lmesh.fitting.FitConfig` (None: the defaults of docs/fitting.md)."""
+
+    def __init__(self, kind: str, device: torch.device | str = "cpu", body_model=None, config=None) -> None:
+        assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
+        self.kind, self.device, self.config = kind, torch.device(device), config
+        self._body_model = body_model
+
+    @property
+    def body_model(self):
+        if self._body_model is None:
+            from ..bodymodels import create_body_model
+
+            self._body_model = create_body_model("anny", self.kind).to(self.device)
+        return self._body_model
+
+    @property
+    def keypoint_set(self) -> str:
+        """The keypoint set of method "fit": COCO-17 for bodies, MANO-21 for hands."""
+        return COCO_17.name if self.kind == "body" else "mano21"
+
+    def usable(self, confidence: np.ndarray) -> bool:
+        """Whether enough keypoints are confident (``MIN_KEYPOINTS``) to fit this person."""
+        return int(np.sum(np.asarray(confidence) > 0)) >= MIN_KEYPOINTS[self.kind]
+
+    def fit(self, targets: list[FitTarget], keypoint_set: str) -> Any:
+        """Fit every target (independent problems, one call); returns a
+        :class:`~i2lmesh.fitting.FitResult` with a batch of len(targets). Targets with network joints use them
+        as root-relative 3D keypoints; a warm start needs every target to have ``init``."""
+        from ..fitting import fit_to_keypoints
+
+        assert targets, "nothing to fit"
+        kp = np.stack([t.keypoints_px for t in targets])
+        conf = np.stack([t.confidence for t in targets])
+        K = np.stack([t.K for t in targets])
+        kwargs: dict[str, Any] = {}
+        if all(t.keypoints_3d_m is not None for t in targets):
+            kwargs.update(keypoints_3d=np.stack([t.keypoints_3d_m for t in targets]), keypoints_3d_relative=True,
+                          confidence_3d=np.ones(conf.shape))
+        if all(t.init is not None for t in targets):
+            kwargs["init"] = {name: torch.stack([torch.as_tensor(t.init[name]) for t in targets]).to(self.device)
+                              for name in ("pose", "shape", "trans")}
+        return fit_to_keypoints(self.body_model, kp, conf, K, keypoint_set=keypoint_set, config=self.config,
+                                **kwargs)
+
+
+def residual_summary(residual_px: np.ndarray, names: Sequence[str], keypoint_set: str) -> dict[str, Any]:
+    """The JSON ``fit`` entry: per-keypoint reprojection residuals (px of the original image; null where the
+    keypoint was not used) and their median."""
+    values = [None if not np.isfinite(v) else round(float(v), 2) for v in residual_px]
+    used = residual_px[np.isfinite(residual_px)]
+    return {"keypoint_set": keypoint_set, "keypoint_names": list(names), "residual_px": values,
+            "median_residual_px": None if used.size == 0 else round(float(np.median(used)), 2),
+            "keypoints_used": int(used.size)}
+
+
+__all__ = ["METHODS", "MIN_KEYPOINTS", "MIN_KEYPOINT_SCORE", "RESIDUAL_WARNING_FRACTION", "FitTarget",
+           "KeypointFitter", "detector_keypoints", "residual_summary", "NETWORK_FIT_2D_EXCLUDED"]

@@ -1,0 +1,88 @@
+"""Following people across video frames: each frame's detections are assigned to tracks, so that smoothing and the
+fit's warm start follow the same person (``i2lmesh demo`` on videos, the web page).
+
+Assignment: the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on a cost per (track, detection)
+pair of ``1 - IoU`` of the boxes, averaged with the keypoint distance (mean over keypoints both have, divided by
+the track box's diagonal, capped at 1) when both carry keypoints; a pair costing more than ``MAX_COST`` is not a
+match. Unmatched detections start new tracks; a track unseen for more than ``max_missed`` frames ends. This is
+SORT's association step (Bewley et al., ICIP 2016) without its Kalman filter: at video frame rates a person's box
+moves little between frames, and the keypoint term separates people whose boxes overlap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .detect import Detection, box_iou
+
+MAX_COST = 0.8  # 1 - IoU = 0.8: boxes overlapping by IoU 0.2 still match when nothing better does
+MAX_MISSED_FRAMES = 10
+
+
+@dataclass
+class Track:
+    """One followed person: id, last box (x, y, w, h px), last keypoints (K, 2) or None, frames since last seen,
+    and ``state``: what the caller keeps per person (e.g. the fit's warm start, smoothing filters)."""
+
+    track_id: int
+    box_xywh: np.ndarray
+    keypoints_xy: np.ndarray | None
+    missed: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class PersonTracker:
+    """Assigns each frame's detections to tracks (see the module docstring). ``max_missed``: frames a track may
+    go unseen before it ends."""
+
+    def __init__(self, max_missed: int = MAX_MISSED_FRAMES, max_cost: float = MAX_COST) -> None:
+        self.max_missed, self.max_cost = max_missed, max_cost
+        self.tracks: list[Track] = []
+        self._next_id = 0
+
+    def cost(self, track: Track, det: Detection) -> float:
+        """The assignment cost in [0, 1] of ``det`` to ``track``."""
+        cost = 1.0 - float(box_iou(track.box_xywh[None], np.asarray(det.box_xywh, np.float64)[None])[0, 0])
+        a, b = track.keypoints_xy, det.keypoints_xy
+        if a is not None and b is not None and np.shape(a) == np.shape(b):
+            both = np.all(np.isfinite(a), 1) & np.all(np.isfinite(b), 1)
+            if both.any():
+                diagonal = max(float(np.hypot(track.box_xywh[2], track.box_xywh[3])), 1e-6)
+                distance = float(np.mean(np.linalg.norm(np.asarray(a)[both] - np.asarray(b)[both], axis=1)))
+                cost = 0.5 * (cost + min(1.0, distance / diagonal))
+        return cost
+
+    def update(self, detections: list[Detection]) -> list[Track]:
+        """Assign ``detections`` (one frame) to tracks; returns the track of each detection, in order (new tracks
+        for unmatched ones). Tracks not seen for more than ``max_missed`` frames are dropped."""
+        from scipy.optimize import linear_sum_assignment
+
+        assigned: list[Track | None] = [None] * len(detections)
+        if self.tracks and detections:
+            costs = np.array([[self.cost(t, d) for d in detections] for t in self.tracks])
+            rows, cols = linear_sum_assignment(costs)
+            for r, c in zip(rows, cols):
+                if costs[r, c] <= self.max_cost:
+                    assigned[c] = self.tracks[r]
+        seen = set()
+        for i, det in enumerate(detections):
+            track = assigned[i]
+            if track is None:
+                track = Track(self._next_id, np.asarray(det.box_xywh, np.float64), None)
+                self._next_id += 1
+                self.tracks.append(track)
+                assigned[i] = track
+            track.box_xywh = np.asarray(det.box_xywh, np.float64).copy()
+            track.keypoints_xy = None if det.keypoints_xy is None else np.asarray(det.keypoints_xy, np.float64).copy()
+            track.missed = 0
+            seen.add(track.track_id)
+        for track in self.tracks:
+            if track.track_id not in seen:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return [t for t in assigned if t is not None]
+
+
+__all__ = ["PersonTracker", "Track", "MAX_COST", "MAX_MISSED_FRAMES"]

@@ -1,0 +1,248 @@
+"""The Predictor's fitting methods ("fit", "network+fit"), people followed across video frames, and
+``i2lmesh demo --method``. Keypoints come as Detections with exact projections of synthetic Anny bodies (no
+detector needed), so the bounds are the fitting benchmark's (docs/fitting.md) with margin."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("anny")
+pytest.importorskip("roma")
+
+from i2lmesh import get_preset  # noqa: E402
+from i2lmesh.fitting import FitConfig  # noqa: E402
+from i2lmesh.fitting.synthetic import synthetic_targets  # noqa: E402
+from i2lmesh.inference.detect import Detection  # noqa: E402
+from i2lmesh.inference.keypoint_fit import detector_keypoints  # noqa: E402
+from i2lmesh.inference.predictor import BadInputError, Predictor  # noqa: E402
+from i2lmesh.inference.tracking import PersonTracker  # noqa: E402
+from i2lmesh.metrics import pa_errors  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SHORT = FitConfig(rigid_iters=10, stages=((10.0, 10.0, 10, 10.0), (1.0, 1.0, 8, 1.0)), warm_iters=6)
+
+
+@pytest.fixture(scope="module")
+def scene(anny_body):
+    """Two synthetic bodies in one 512 px image: exact COCO-17 keypoints as Detections, and the ground truth."""
+    target = synthetic_targets(anny_body, 2, seed=14, keypoint_set="coco17")
+    K = target["K"][0].double().numpy()
+    kp = target["keypoints_2d"].double().numpy()
+    # the second person seen through the first one's camera (one image, one K)
+    from i2lmesh.geometry.camera import project
+
+    kp[1] = project(target["keypoints_3d"][1].double().numpy(), K)
+    detections = []
+    for i in range(2):
+        lo, hi = kp[i].min(0), kp[i].max(0)
+        detections.append(Detection(np.r_[lo - 10, hi - lo + 20], 0.9, "test", keypoints_xy=kp[i],
+                                    keypoint_scores=np.ones(17), keypoint_set="coco17"))
+    return {"target": target, "K": K, "detections": detections, "image": np.zeros((512, 512, 3), np.uint8)}
+
+
+@pytest.fixture(scope="module")
+def fitted(anny_body, scene):
+    predictor = Predictor.for_fitting("body", body_model=anny_body, fit_config=SHORT)
+    return predictor, predictor.predict(scene["image"], boxes=scene["detections"], intrinsics=scene["K"])
+
+
+def test_detector_keypoints_by_name():
+    from i2lmesh.inference.keypoints import BLAZEPOSE_33
+
+    xy = np.arange(66, dtype=np.float64).reshape(33, 2)
+    scores = np.full(33, 0.9)
+    scores[BLAZEPOSE_33.names.index("L_Knee")] = 0.1  # below MIN_KEYPOINT_SCORE: dropped
+    out, conf = detector_keypoints(xy, scores, "blazepose33", "coco17")
+    from i2lmesh.fitting.keypoints import COCO_17
+
+    for name in ("Nose", "L_Eye", "R_Ear", "L_Shoulder", "R_Wrist", "L_Hip", "R_Ankle"):
+        np.testing.assert_array_equal(out[COCO_17.index(name)], xy[BLAZEPOSE_33.index(name)])
+    assert conf[COCO_17.index("L_Knee")] == 0 and conf.sum() == pytest.approx(16 * 0.9)
+    _, conf = detector_keypoints(xy, scores, "blazepose33", "coco17", exclude=("L_Hip", "R_Hip"))
+    assert conf[COCO_17.index("L_Hip")] == 0 and conf[COCO_17.index("R_Hip")] == 0
+
+
+def test_fit_method_recovers_bodies(anny_body, scene, fitted):
+    predictor, people = fitted
+    assert len(people) == 2 and [p.method for p in people] == ["fit", "fit"]
+    target = scene["target"]
+    for i, person in enumerate(people):
+        assert person.vertices_m.shape == (anny_body.num_vertices, 3)
+        assert person.vertex_uncertainty_mm is None and person.root_depth_source == "fit"
+        # bench_fitting (H36M-14 joints, full schedule): median PA-MPJPE 33 mm, 90th percentile 75 mm; the mean
+        # pose ~130 mm. Here all SMPL_29 joints, short schedule: 36 and 46 mm.
+        pa = pa_errors(torch.as_tensor(person.joints_m)[None], target["joints_m"][i:i + 1]).mean()
+        assert float(pa) < 80.0
+        assert person.fit["median_residual_px"] < 4.0 and person.fit["keypoints_used"] == 17
+        # the 2D joints are the 3D joints projected with the K that was used
+        z = person.joints_m[:, 2:]
+        uv = person.joints_m[:, :2] / z * np.diag(person.K)[:2] + person.K[:2, 2]
+        np.testing.assert_allclose(person.joints_2d_px, uv, atol=1e-2)
+    # the first person's camera is the image's: its depth is recovered (2D only: up to the body's size, 8 % here)
+    assert abs(people[0].root_depth_m - float(target["joints_m"][0, 0, 2])) < 0.15 * float(target["joints_m"][0, 0, 2])
+
+
+def test_fit_json_is_strict_and_names_residuals(fitted):
+    _, people = fitted
+    doc = json.loads(json.dumps(people[0].to_dict(with_vertices=True), allow_nan=False))
+    assert doc["method"] == "fit" and doc["heatmap_confidence"] is None and doc["vertex_uncertainty_mm"] is None
+    assert doc["fit"]["keypoint_set"] == "coco17" and len(doc["fit"]["residual_px"]) == 17
+    assert doc["fit"]["keypoint_names"][0] == "Nose" and "vertex_uncertainty_mm_all" not in doc
+
+
+def test_warm_start_is_cheaper_and_stays(fitted, scene):
+    predictor, people = fitted
+    again = predictor.predict(scene["image"], boxes=scene["detections"], intrinsics=scene["K"],
+                              init=[p.fit_params for p in people])
+    for cold, warm in zip(people, again):
+        assert warm.fit["warm_start"] and not cold.fit["warm_start"]
+        assert warm.fit["evaluations"] < cold.fit["evaluations"]
+        # from its own solution the fit stays near (the short schedule had not converged: it goes on a little)
+        assert np.linalg.norm(warm.vertices_m - cold.vertices_m, axis=1).mean() < 0.03
+        assert warm.fit["median_residual_px"] < cold.fit["median_residual_px"] + 2.0
+    with pytest.raises(BadInputError, match="init: 1 warm starts for 2 boxes"):
+        predictor.predict(scene["image"], boxes=scene["detections"], intrinsics=scene["K"], init=[None])
+
+
+def test_too_few_keypoints_is_skipped_with_a_warning(anny_body, scene, caplog):
+    predictor = Predictor.for_fitting("body", body_model=anny_body, fit_config=SHORT)
+    det = scene["detections"][0]
+    scores = np.zeros(17)
+    scores[:4] = 1.0
+    few = Detection(det.box_xywh, 0.9, "test", keypoints_xy=det.keypoints_xy, keypoint_scores=scores,
+                    keypoint_set="coco17")
+    assert predictor.predict(scene["image"], boxes=[few], intrinsics=scene["K"]) == []
+    assert "too few confident keypoints" in caplog.text
+
+
+def _joint_net(kind: str = "body"):
+    """A tiny random network whose 12 joints carry SMPL_29 names (so network+fit can use them)."""
+    from i2lmesh.bodymodels.joint_sets import SMPL_29
+    from i2lmesh.nets import I2LMeshNet
+
+    names = ["Pelvis", "L_Hip", "R_Hip", "L_Knee", "R_Knee", "L_Ankle", "R_Ankle", "Neck", "L_Shoulder",
+             "R_Shoulder", "L_Elbow", "R_Elbow"]
+    config = get_preset("cpu-small", backbone_depth=18, input_size=64, depth_bins=16, deconv_channels=16,
+                        num_joints=len(names), num_vertices=40, kind=kind)
+    torch.manual_seed(0)
+    reg = torch.rand(len(names), 40)
+    net = I2LMeshNet(config, reg / reg.sum(1, keepdim=True), torch.randint(0, 40, (60, 3)))
+    net.topology = {"kind": kind, "joint_names": names, "root_index": SMPL_29.root_index}
+    return net.eval(), config
+
+
+def test_network_plus_fit_uses_network_joints_and_keypoints(anny_body, scene):
+    from i2lmesh.inference.keypoint_fit import KeypointFitter
+
+    net, config = _joint_net()
+    fitter = KeypointFitter("body", "cpu", anny_body, SHORT)
+    predictor = Predictor(net, config, net.topology, net.faces.numpy(), method="network+fit", fitter=fitter)
+    people = predictor.predict(scene["image"], boxes=scene["detections"][:1], intrinsics=scene["K"])
+    (person,) = people
+    assert person.method == "network+fit" and person.vertices_m.shape == (anny_body.num_vertices, 3)
+    assert person.fit["keypoint_names"] == list(net.topology["joint_names"])
+    # the hips are left out of the 2D term (surface hips vs joint centres), Pelvis and Neck are not COCO points:
+    # the 8 knees, ankles, shoulders and elbows are used
+    residual = person.fit["residual_px"]
+    assert [i for i, r in enumerate(residual) if r is None] == [0, 1, 2, 7]
+    assert person.fit["keypoints_used"] == 8 and person.heatmap_confidence is not None
+    # a network whose joints the body model does not have is refused with one line
+    net.topology = {"kind": "body", "joint_names": [f"j{i}" for i in range(12)], "root_index": 0}
+    with pytest.raises(BadInputError, match="network\\+fit: the network's joints"):
+        Predictor(net, config, net.topology, net.faces.numpy(), method="network+fit", fitter=fitter)
+
+
+def test_methods_and_checkpoints_are_checked(anny_body):
+    with pytest.raises(BadInputError, match="method should be one of"):
+        Predictor(None, None, {}, None, method="magic")
+    with pytest.raises(BadInputError, match="needs a network checkpoint"):
+        Predictor(None, None, {}, None, method="network")
+    with pytest.raises(BadInputError, match="needs no checkpoint"):
+        Predictor.from_checkpoint("missing.pt", method="fit")
+    with pytest.raises(BadInputError, match="kind should be body or hand"):
+        Predictor.for_fitting("face")
+    predictor = Predictor.for_fitting("body", body_model=anny_body)
+    with pytest.raises(BadInputError, match="fits a body; it cannot predict a hand"):
+        predictor.predict(np.zeros((8, 8, 3), np.uint8), boxes=[], kind="hand")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tracking
+
+
+def _det(x, y, w=50.0, h=120.0, keypoints=None):
+    return Detection(np.array([x, y, w, h], np.float64), 0.9, "test", keypoints_xy=keypoints)
+
+
+def test_tracker_follows_people_moving_and_crossing():
+    tracker = PersonTracker(max_missed=2)
+    ids = [t.track_id for t in tracker.update([_det(0, 0), _det(300, 0)])]
+    assert ids == [0, 1]
+    # both move 10 px per frame towards each other, listed in the other order: ids follow the people
+    for step in range(1, 6):
+        tracks = tracker.update([_det(300 - 10 * step, 0), _det(10 * step, 0)])
+        assert [t.track_id for t in tracks] == [1, 0]
+    # a new person far away starts a new track; a person unseen for more than max_missed frames ends
+    tracks = tracker.update([_det(50, 0), _det(600, 300)])
+    assert [t.track_id for t in tracks] == [0, 2]
+    for _ in range(2):
+        tracker.update([_det(50, 0)])
+    assert sorted(t.track_id for t in tracker.tracks) == [0, 2]  # unseen for 2 frames: kept
+    tracker.update([_det(50, 0)])
+    assert sorted(t.track_id for t in tracker.tracks) == [0]  # 3 frames: ended
+
+
+def test_tracker_keypoints_separate_overlapping_boxes():
+    """Two people with the same box (one behind the other): the keypoints decide."""
+    a = np.array([[10.0, 10.0], [40.0, 100.0]])
+    b = np.array([[40.0, 10.0], [10.0, 100.0]])
+    tracker = PersonTracker()
+    tracker.update([_det(0, 0, keypoints=a), _det(0, 0, keypoints=b)])
+    tracks = tracker.update([_det(0, 0, keypoints=b + 1), _det(0, 0, keypoints=a - 1)])
+    assert [t.track_id for t in tracks] == [1, 0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_demo_method_and_checkpoint_must_agree(tmp_path, capsys):
+    from i2lmesh.cli import main
+
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    assert main(["demo", str(image), "--out", str(tmp_path / "o"), "--method", "network"]) == 2
+    assert "--method network needs --checkpoint" in capsys.readouterr().err
+    assert main(["demo", str(image), "--out", str(tmp_path / "o"), "--method", "fit", "--checkpoint",
+                 str(tmp_path / "x.pt")]) == 2
+    assert "--method fit uses no checkpoint" in capsys.readouterr().err
+
+
+def test_demo_fit_writes_meshes_and_residuals(tmp_path, scene, monkeypatch):
+    """``i2lmesh demo IMAGE`` with no checkpoint fits; the detector is replaced by the scene's exact keypoints."""
+    from PIL import Image
+
+    from i2lmesh.cli import main
+    from i2lmesh.export.meshes import read_obj
+    from i2lmesh.inference import predictor as predictor_module
+
+    image = tmp_path / "people.png"
+    Image.fromarray(scene["image"]).save(image)
+    monkeypatch.setattr(predictor_module.Predictor, "detect", lambda self, rgb: list(scene["detections"][:1]))
+    monkeypatch.setattr(predictor_module.Predictor, "detector", lambda self: object())
+    focal = float(scene["K"][0, 0])
+    code = main(["demo", str(image), "--out", str(tmp_path / "out"), "--focal", str(focal), "--no-progress",
+                 "--ply"])
+    assert code == 0
+    doc = json.loads((tmp_path / "out" / "people.json").read_text())
+    assert doc["method"] == "fit" and doc["num_people"] == 1
+    assert doc["people"][0]["fit"]["median_residual_px"] < 4.0
+    vertices, faces = read_obj(tmp_path / "out" / "people.obj")
+    assert len(vertices) == 6890 and len(faces) > 10000
+    assert (tmp_path / "out" / "people_overlay.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "people.ply").exists()
