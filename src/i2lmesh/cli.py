@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "eval": "eval",
     "demo": "demo",
     "reproduce": "reproduce",
+    "pseudo-label": "pseudo_label",
 }
 
 
