@@ -34,6 +34,10 @@ MIN_KEYPOINT_SCORE = 0.3
 # hidden behind the body is ~0.1 while its position is a guess).
 # A fit whose median reprojection residual exceeds this fraction of the person's box (larger side) gets a warning.
 RESIDUAL_WARNING_FRACTION = 0.05
+# Warm starts (video frames) of bodies run 5 LBFGS iterations instead of FitConfig's 15: on 12 held-out bodies
+# PA-MPJPE 23.7 -> 27.8 mm, loss evaluations 17 -> 6 (docs/fitting.md). Hands keep 15: with 5 their reprojection
+# error grew from 2.8 to 11.4 px.
+BODY_WARM_ITERS = 5
 # Joints left out of the 2D term of "network+fit" bodies (surface hips vs SMPL hip joint centres, see above).
 NETWORK_FIT_2D_EXCLUDED = ("L_Hip", "R_Hip")
 
@@ -82,10 +86,15 @@ class KeypointFitter:
     """Fits a body model (Anny by default) of ``kind`` to people's keypoints; the model is built on first use.
 
     body_model: a :class:`~i2lmesh.bodymodels.base.BodyModel` to use instead of Anny. config: a
-    :class:`~i2lmesh.fitting.FitConfig` (None: the defaults of docs/fitting.md)."""
+    :class:`~i2lmesh.fitting.FitConfig` (None: the defaults of docs/fitting.md, with ``BODY_WARM_ITERS`` for
+    bodies)."""
 
     def __init__(self, kind: str, device: torch.device | str = "cpu", body_model=None, config=None) -> None:
+        from ..fitting import FitConfig
+
         assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
+        if config is None:
+            config = FitConfig(warm_iters=BODY_WARM_ITERS) if kind == "body" else FitConfig()
         self.kind, self.device, self.config = kind, torch.device(device), config
         self._body_model = body_model
 
