@@ -89,7 +89,9 @@ def test_fit_json_is_strict_and_names_residuals(fitted):
     _, people = fitted
     doc = json.loads(json.dumps(people[0].to_dict(with_vertices=True), allow_nan=False))
     assert doc["method"] == "fit" and doc["heatmap_confidence"] is None and doc["vertex_uncertainty_mm"] is None
-    assert doc["fit"]["keypoint_set"] == "coco17" and len(doc["fit"]["residual_px"]) == 17
+    # bodies are fitted on COCO-17 + COCO-WholeBody's feet; the detector (here exact COCO-17) gave no feet: null
+    assert doc["fit"]["keypoint_set"] == "coco23" and len(doc["fit"]["residual_px"]) == 23
+    assert doc["fit"]["residual_px"][17:] == [None] * 6 and None not in doc["fit"]["residual_px"][:17]
     assert doc["fit"]["keypoint_names"][0] == "Nose" and "vertex_uncertainty_mm_all" not in doc
 
 
@@ -261,3 +263,27 @@ def test_duplicate_rule_drops_a_larger_ghost_but_keeps_a_person_behind():
     child = det([100, 200, 100, 150], 0.9, 30.0)
     adult = det([60, 20, 200, 460], 0.7, 0.0)  # holds the child's box, but 6x its area: another person
     assert len(_drop_duplicates([child, adult])) == 2
+
+
+def test_coco23_feet_from_anny_and_blazepose(anny_body):
+    """COCO-WholeBody's foot points come from Anny's own regressor (the first 17 rows are COCO-17's); BlazePose's
+    heels and foot tips map onto them, its (absent) small toes stay unused."""
+    from i2lmesh.fitting import COCO_23, keypoint_regressor
+    from i2lmesh.inference.keypoints import BLAZEPOSE_33
+
+    _, r17 = keypoint_regressor(anny_body, "coco17")
+    _, r23 = keypoint_regressor(anny_body, "coco23")
+    assert r23.shape == (23, anny_body.num_vertices) and torch.equal(r23[:17], r17)
+    np.testing.assert_allclose(r23.sum(1).numpy(), 1.0, atol=1e-5)
+    rest = anny_body(torch.zeros(1, anny_body.num_pose_rotations * 3), None).vertices_m[0]
+    points = r23 @ rest
+    # heels behind the ankles and below them; big toes in front (Anny's rest pose faces -y, z up, metres)
+    for side in ("L", "R"):
+        ankle, heel, toe = (points[COCO_23.index(f"{side}_{n}")] for n in ("Ankle", "Heel", "Big_Toe"))
+        assert float(torch.linalg.norm(heel - ankle)) < 0.12 and float(torch.linalg.norm(toe - ankle)) < 0.25
+        assert float(torch.linalg.norm(toe - heel)) > 0.12  # a foot is longer than 12 cm
+    xy = np.arange(66, dtype=np.float64).reshape(33, 2)
+    out, conf = detector_keypoints(xy, np.ones(33), "blazepose33", "coco23")
+    np.testing.assert_array_equal(out[COCO_23.index("R_Big_Toe")], xy[BLAZEPOSE_33.index("R_Foot_Index")])
+    np.testing.assert_array_equal(out[COCO_23.index("L_Heel")], xy[BLAZEPOSE_33.index("L_Heel")])
+    assert conf[COCO_23.index("L_Small_Toe")] == 0 and conf.sum() == 21

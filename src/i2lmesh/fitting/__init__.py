@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .fit import FitConfig, FitResult, fit_to_keypoints
-from .keypoints import COCO_17, get_keypoint_set, keypoint_regressor, keypoint_sets
+from .keypoints import COCO_17, COCO_23, get_keypoint_set, keypoint_regressor, keypoint_sets
 
-__all__ = ["FitConfig", "FitResult", "fit_to_keypoints", "COCO_17", "get_keypoint_set", "keypoint_regressor",
-           "keypoint_sets"]
+__all__ = ["FitConfig", "FitResult", "fit_to_keypoints", "COCO_17", "COCO_23", "get_keypoint_set",
+           "keypoint_regressor", "keypoint_sets"]

@@ -6,8 +6,8 @@ wins:
 
 1. the body model's own joint set (``smpl29`` for bodies, ``mano21`` for hands) or one of its extra regressors
    (``h36m17``), exactly as the network and the evaluation use them;
-2. a regressor shipped with the model's underlying package: Anny ships one for COCO keypoints
-   (``anny/data/keypoints/coco.pth``, weights over its full 13,718-vertex mesh, NAVER, Apache-2.0); on the reduced
+2. a regressor shipped with the model's underlying package: Anny ships one for COCO keypoints and COCO-WholeBody's
+   six foot points (``coco23``; ``anny/data/keypoints/coco.pth``, weights over its full 13,718-vertex mesh, NAVER, Apache-2.0); on the reduced
    6,890-vertex mesh it is composed with the model's reduced -> full barycentric map (``reduced_to_full``);
 3. by name: each keypoint takes the row of the model joint of the same name (e.g. COCO-17 on SMPL: nose, eyes
    and ears are SMPL_29's face vertices, the limbs SMPL's joints; SMPL's hip joints sit inside the pelvis, a few
@@ -32,10 +32,21 @@ COCO_17 = JointSet(
               (13, 15), (5, 6), (11, 12)),
 )
 
-# Anny's COCO labels (coco.pth) in COCO_17 order.
-_ANNY_COCO_LABELS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-                     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-                     "right_knee", "left_ankle", "right_ankle")
+# COCO-17 and the six foot keypoints of COCO-WholeBody (Jin et al., ECCV 2020), in its order: big toe, small toe,
+# heel, left then right. Anny's coco.pth regresses all 23.
+COCO_23 = JointSet(
+    name="coco23",
+    names=COCO_17.names + ("L_Big_Toe", "L_Small_Toe", "L_Heel", "R_Big_Toe", "R_Small_Toe", "R_Heel"),
+    root_index=0,
+    flip_pairs=COCO_17.flip_pairs + ((17, 20), (18, 21), (19, 22)),
+    skeleton=COCO_17.skeleton + ((15, 17), (15, 18), (15, 19), (16, 20), (16, 21), (16, 22)),
+)
+
+# Anny's COCO labels (coco.pth) by our keypoint names.
+_ANNY_COCO_LABELS = dict(zip(COCO_23.names, (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle", "left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")))
 
 # Torso keypoints, which move (nearly) rigidly with the pelvis: used alone in the first, rigid stage of a body fit
 # (SMPLify, Bogo et al. 2016, section 3.3: "we first optimize the camera translation and body orientation using
@@ -48,7 +59,7 @@ RIGID_CORE_NAMES = ("L_Shoulder", "R_Shoulder", "L_Hip", "R_Hip", "Pelvis", "Tor
 def keypoint_sets() -> dict[str, JointSet]:
     """Every keypoint set known by name: the project's joint sets, the dataset ones (COCO-18, MuCo-21, SMPL-24) and
     COCO-17 (a set defined in ``bodymodels.joint_sets`` later takes precedence over ours)."""
-    sets = {COCO_17.name: COCO_17}
+    sets = {COCO_17.name: COCO_17, COCO_23.name: COCO_23}
     try:
         from ..data.record import KNOWN_JOINT_SETS
         sets.update(KNOWN_JOINT_SETS)
@@ -73,13 +84,12 @@ def get_keypoint_set(keypoint_set: str | JointSet) -> JointSet:
 def _package_regressor(body_model: BodyModel, joint_set: JointSet) -> torch.Tensor | None:
     """Step 2 of the module docstring: a regressor shipped with the model's package (Anny's COCO one), or None."""
     anny_model = getattr(body_model, "anny", None)
-    if anny_model is None or joint_set.names != COCO_17.names:
-        return None
-    if body_model.kind != "body":
+    if anny_model is None or body_model.kind != "body" or not set(joint_set.names) <= set(_ANNY_COCO_LABELS):
         return None
     from anny.keypoints import KeypointsRegressor
 
-    weights = KeypointsRegressor.coco(anny_model, labels=list(_ANNY_COCO_LABELS)).regression_weights
+    labels = [_ANNY_COCO_LABELS[name] for name in joint_set.names]
+    weights = KeypointsRegressor.coco(anny_model, labels=labels).regression_weights
     weights = weights.detach().to(device=body_model.joint_regressor.device, dtype=torch.float32)  # (K, V_full)
     vertex_ids = getattr(body_model, "vertex_ids", None)
     if vertex_ids is None:
@@ -134,4 +144,4 @@ def rigid_core(joint_set: JointSet) -> list[int]:
     return core if len(core) >= 3 else list(range(len(joint_set)))
 
 
-__all__ = ["COCO_17", "keypoint_sets", "get_keypoint_set", "keypoint_regressor", "rigid_core", "RIGID_CORE_NAMES"]
+__all__ = ["COCO_17", "COCO_23", "keypoint_sets", "get_keypoint_set", "keypoint_regressor", "rigid_core", "RIGID_CORE_NAMES"]

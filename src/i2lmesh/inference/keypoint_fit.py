@@ -3,9 +3,9 @@
 Methods (``METHODS``; ``Predictor(method=...)``, ``i2lmesh demo --method``):
 
 - ``"network"``: the I2L-MeshNet mesh (the paper).
-- ``"fit"``: no network. The keypoint detector's 2D keypoints (BlazePose-33 bodies taken as COCO-17 by name,
-  MediaPipe's 21 hand keypoints in MANO-21 order) -> :func:`~i2lmesh.fitting.fit_to_keypoints` of the Anny body
-  or hand (SMPLify-style, docs/fitting.md).
+- ``"fit"``: no network. The keypoint detector's 2D keypoints (BlazePose-33 bodies taken by name as COCO-17 plus
+  COCO-WholeBody's heels and big toes, ``KEYPOINT_ALIASES``; MediaPipe's 21 hand keypoints in MANO-21 order) ->
+  :func:`~i2lmesh.fitting.fit_to_keypoints` of the Anny body or hand (SMPLify-style, docs/fitting.md).
 - ``"network+fit"``: SPIN's idea (Kolotouros et al., ICCV 2019: a regressor's output initialises SMPLify): the
   network's root-relative 3D joints and the detector's 2D keypoints together in one fit, so the network decides
   what 2D keypoints cannot (depth order of limbs, a turned torso) and the keypoints pull the mesh onto the image.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..bodymodels.joint_sets import JointSet
-from ..fitting.keypoints import COCO_17, get_keypoint_set
+from ..fitting.keypoints import COCO_23, get_keypoint_set
 
 METHODS = ("network", "fit", "network+fit")
 # A person needs this many keypoints with at least MIN_KEYPOINT_SCORE to be fitted (fewer leave pose and depth
@@ -42,9 +42,16 @@ BODY_WARM_ITERS = 5
 NETWORK_FIT_2D_EXCLUDED = ("L_Hip", "R_Hip")
 
 
+# Detector keypoints taken as another set's point of a different name. BlazePose's "foot index" is the tip of the
+# foot (MediaPipe: "left_foot_index"), within ~1-2 cm of COCO-WholeBody's big toe; it has no small toe.
+KEYPOINT_ALIASES = {"blazepose33": {"L_Foot_Index": "L_Big_Toe", "R_Foot_Index": "R_Big_Toe"}}
+
+
 def _index_by_name(source: JointSet, target: JointSet, exclude: Sequence[str] = ()) -> list[tuple[int, int]]:
-    """(target index, source index) of the names the two sets share, ``exclude`` left out."""
-    where = {name: i for i, name in enumerate(source.names)}
+    """(target index, source index) of the names the two sets share (after ``KEYPOINT_ALIASES``), ``exclude``
+    left out."""
+    aliases = KEYPOINT_ALIASES.get(source.name, {})
+    where = {aliases.get(name, name): i for i, name in enumerate(source.names)}
     return [(t, where[name]) for t, name in enumerate(target.names) if name in where and name not in exclude]
 
 
@@ -108,8 +115,9 @@ class KeypointFitter:
 
     @property
     def keypoint_set(self) -> str:
-        """The keypoint set of method "fit": COCO-17 for bodies, MANO-21 for hands."""
-        return COCO_17.name if self.kind == "body" else "mano21"
+        """The keypoint set of method "fit": COCO-17 with COCO-WholeBody's feet (``coco23``) for bodies, MANO-21 for
+        hands."""
+        return COCO_23.name if self.kind == "body" else "mano21"
 
     def usable(self, confidence: np.ndarray) -> bool:
         """Whether enough keypoints are confident (``MIN_KEYPOINTS``) to fit this person."""
