@@ -66,13 +66,13 @@ BLAZEPOSE_33 = JointSet(
 # looks for a face (palm) and infers the body, sometimes finds a second, weaker "person" in a large person's
 # clothes (real photos: 94 % and 96 % inside, scores 0.50 and 0.56; people apart: 0 %). A person entirely inside
 # a better-scoring person's box (a child in front of an adult) is lost to this rule.
-# The converse too: a weaker detection whose box holds the better one's (>= DUPLICATE_CONTAINMENT of it) and is at
-# most DUPLICATE_AREA_RATIO times its area is the same person seen larger (a waist-up portrait, skimage's
-# "astronaut": a ghost body 1.25x the person's box around her, score below hers); a person behind a smaller one
-# (a child in front) has a box several times larger and is kept.
+# Also when the two boxes overlap by IoU >= DUPLICATE_IOU: a waist-up portrait (skimage's public-domain
+# "astronaut") gave a weaker ghost body around the person, IoU 0.79-0.80 with her box over two runs, its keypoints
+# elsewhere; separate people's boxes overlapped by IoU 0-0.3 on the real photos, and a person behind a smaller
+# one (an adult behind a child) has a box several times larger (IoU < 0.3).
 DUPLICATE_KEYPOINT_DISTANCE = 0.1
 DUPLICATE_CONTAINMENT = 0.9
-DUPLICATE_AREA_RATIO = 1.5
+DUPLICATE_IOU = 0.7
 # The body box is the landmark extent widened by these fractions of its size per side: landmarks lie inside the
 # silhouette (the head's top is above the eyes, the shoulders' outline outside the shoulder points).
 # Measured on synthetic renders: docs/inference.md.
@@ -438,13 +438,13 @@ def _drop_duplicates(detections: list[Detection]) -> list[Detection]:
             distance = np.linalg.norm(det.keypoints_xy - other.keypoints_xy, axis=1).mean()
             X, Y, W, H = other.box_xywh
             overlap = max(0.0, min(x + w, X + W) - max(x, X)) * max(0.0, min(y + h, Y + H) - max(y, Y))
-            holds_better = overlap >= DUPLICATE_CONTAINMENT * W * H and w * h <= DUPLICATE_AREA_RATIO * W * H
+            iou = overlap / max(w * h + W * H - overlap, 1e-12)
             duplicate |= bool(distance < DUPLICATE_KEYPOINT_DISTANCE * diagonal
-                              or overlap >= DUPLICATE_CONTAINMENT * w * h or holds_better)
+                              or overlap >= DUPLICATE_CONTAINMENT * w * h or iou >= DUPLICATE_IOU)
         if not duplicate:
             kept.append(det)
     return kept
 
 
 __all__ = ["BLAZEPOSE_33", "MediaPipeKeypointDetector", "mediapipe_keypoints_available", "MEDIAPIPE_PACKAGE",
-           "MEDIAPIPE_MODEL_FILES", "DUPLICATE_KEYPOINT_DISTANCE", "DUPLICATE_CONTAINMENT", "DUPLICATE_AREA_RATIO"]
+           "MEDIAPIPE_MODEL_FILES", "DUPLICATE_KEYPOINT_DISTANCE", "DUPLICATE_CONTAINMENT", "DUPLICATE_IOU"]
