@@ -288,3 +288,30 @@ def test_coco23_feet_from_anny_and_blazepose(anny_body):
     np.testing.assert_array_equal(out[COCO_23.index("R_Big_Toe")], xy[BLAZEPOSE_33.index("R_Foot_Index")])
     np.testing.assert_array_equal(out[COCO_23.index("L_Heel")], xy[BLAZEPOSE_33.index("L_Heel")])
     assert conf[COCO_23.index("L_Small_Toe")] == 0 and conf.sum() == 21
+
+
+def test_video_predictor_follows_warm_starts_and_smooths(anny_body, scene):
+    """Three frames of the two exact-keypoint people, listed in alternating order: track ids follow the people,
+    fits after the first frame are warm starts, and smoothing changes the meshes of later frames only."""
+    from i2lmesh.inference.tracking import VideoPredictor
+
+    predictor = Predictor.for_fitting("body", body_model=anny_body, fit_config=SHORT)
+    frames = []
+    for step in range(3):
+        moved = [Detection(d.box_xywh + [2.0 * step, 0, 0, 0], d.score, d.source, d.keypoints_xy + [2.0 * step, 0],
+                           d.keypoint_scores, d.keypoint_set) for d in scene["detections"]]
+        frames.append(moved if step % 2 == 0 else moved[::-1])
+    runs = {}
+    for smooth in (False, True):
+        calls = iter(frames)
+        predictor.detect = lambda rgb: next(calls)  # the detector sees the frame's people
+        video = VideoPredictor(predictor, fps=25.0, smooth=smooth, intrinsics=scene["K"])
+        runs[smooth] = [video(scene["image"]) for _ in frames]
+    for people in runs[False]:
+        assert [p.track_id for p in people] == [0, 1]
+        # track 0 is the first scene person in every frame, whatever the listing order
+        np.testing.assert_allclose(people[0].box_xywh[1:], scene["detections"][0].box_xywh[1:], atol=1e-6)
+    assert [p.fit["warm_start"] for p in runs[False][0]] == [False, False]
+    assert all(p.fit["warm_start"] for frame in runs[False][1:] for p in frame)
+    np.testing.assert_array_equal(runs[True][0][0].vertices_m, runs[False][0][0].vertices_m)  # nothing to smooth yet
+    assert not np.array_equal(runs[True][2][0].vertices_m, runs[False][2][0].vertices_m)

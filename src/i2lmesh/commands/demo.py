@@ -250,36 +250,21 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
 
 def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool) -> int:
     from ..export.meshes import write_results_json
-    from ..inference.predictor import as_loaded_image
-    from ..inference.smoothing import OneEuroFilter
-    from ..inference.tracking import PersonTracker
+    from ..inference.tracking import VideoPredictor
     from ..inference.video import VideoReader, VideoWriter
 
     # The frames folder is made once the first frame has decoded (an unreadable video leaves nothing); the overlay
     # video is written under a temporary name and renamed only when complete (VideoWriter), each JSON atomically.
-    # People are followed across frames (PersonTracker): smoothing and the fit's warm start are per track.
+    # People are followed across frames (VideoPredictor): smoothing and the fit's warm start are per track.
     frames_dir = args.out / f"{stem}_frames"
-    tracker = PersonTracker()
     people_total = 0
     with VideoReader(path, args.max_frames) as reader, VideoWriter(args.out / f"{stem}_overlay.mp4",
                                                                   reader.fps) as writer:
+        video = VideoPredictor(predictor, reader.fps, args.smooth, boxes, args.focal, args.root_depth)
         bar = _progress(total=reader.num_frames if reader.num_frames > 0 else None, desc=path.name, unit="frame",
                         enabled=progress, leave=False)
-        dt = 1.0 / reader.fps
         for index, time_s, rgb in reader:
-            frame = as_loaded_image(rgb, name=f"{path} frame {index}")  # names the frame in warnings
-            results = _track_and_predict(predictor, tracker, frame, boxes, args)
-            for r in results:
-                track = next((t for t in tracker.tracks if t.track_id == r.track_id), None)
-                if track is None:
-                    continue
-                if r.fit_params is not None:
-                    track.state["init"] = r.fit_params
-                if args.smooth:
-                    filters = track.state.setdefault("filters", {})
-                    for name in ("vertices_m", "joints_m", "joints_2d_px"):
-                        filt = filters.setdefault(name, OneEuroFilter())
-                        setattr(r, name, filt(getattr(r, name), dt).astype(np.float32))
+            results = video(rgb, name=f"{path} frame {index}")  # names the frame in warnings
             loaded = predictor.last_images[0]
             K_orig = results[0].K if results else predictor.default_intrinsics(loaded, args.focal)
             K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
@@ -294,29 +279,6 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
             bar.update(1)
         bar.close()
     return people_total
-
-
-def _track_and_predict(predictor, tracker, frame, boxes, args) -> list:
-    """One video frame: detect (or the user's boxes), assign the people to tracks, predict with each track's warm
-    start; results sorted by track id."""
-    from ..inference.detect import Detection
-    from ..inference.predictor import _user_boxes
-
-    if boxes is None:
-        s = frame.scale
-        found = predictor.detect(frame.rgb)
-        detections = [Detection(d.box_xywh / s, d.score, d.source,
-                                None if d.keypoints_xy is None else d.keypoints_xy / s, d.keypoint_scores,
-                                d.keypoint_set, d.keypoints_3d_m, d.side, d.side_score) for d in found]
-    else:  # the same boxes in every frame (a bad one raises BadInputError: the video is skipped)
-        detections = [Detection(b, 1.0, "user") for b in _user_boxes(boxes, frame.source)]
-    tracks = tracker.update(detections)
-    for det, track in zip(detections, tracks):
-        det.track_id = track.track_id
-    inits = [track.state.get("init") for track in tracks] if predictor.method != "network" else None
-    results = predictor.predict(frame, boxes=detections, intrinsics=args.focal, root_depth_m=args.root_depth,
-                                init=inits)
-    return sorted(results, key=lambda r: r.track_id)
 
 
 class _NoBar:

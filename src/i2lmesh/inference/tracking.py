@@ -1,5 +1,5 @@
 """Following people across video frames: each frame's detections are assigned to tracks, so that smoothing and the
-fit's warm start follow the same person (``i2lmesh demo`` on videos, the web page).
+fit's warm start follow the same person (:class:`VideoPredictor`: ``i2lmesh demo`` on videos, the web page).
 
 Assignment: the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) on a cost per (track, detection)
 pair of ``1 - IoU`` of the boxes, averaged with the keypoint distance (mean over keypoints both have, divided by
@@ -85,4 +85,56 @@ class PersonTracker:
         return [t for t in assigned if t is not None]
 
 
-__all__ = ["PersonTracker", "Track", "MAX_COST", "MAX_MISSED_FRAMES"]
+class VideoPredictor:
+    """A Predictor applied to the frames of one video, in order: people followed across frames
+    (:class:`PersonTracker`; each result's ``track_id``), each track's fit warm-started from its previous frame
+    (fitting methods), and optionally each track's vertices, joints and 2D joints smoothed by a One Euro filter
+    (``inference.smoothing``).
+
+        video = VideoPredictor(predictor, fps=25.0, smooth=True)
+        for frame in frames:                    # (H, W, 3) uint8 RGB arrays or LoadedImages
+            people = video(frame)               # list of PersonResult sorted by track_id
+
+    boxes: the same user boxes (x, y, w, h original px) for every frame, or None (the built-in detector).
+    intrinsics, root_depth_m: as :meth:`Predictor.predict`. Raises what :meth:`Predictor.predict` raises."""
+
+    def __init__(self, predictor, fps: float = 30.0, smooth: bool = False, boxes=None, intrinsics=None,
+                 root_depth_m=None, tracker: PersonTracker | None = None) -> None:
+        self.predictor, self.dt_s, self.smooth = predictor, 1.0 / max(float(fps), 1e-6), smooth
+        self.boxes, self.intrinsics, self.root_depth_m = boxes, intrinsics, root_depth_m
+        self.tracker = tracker or PersonTracker()
+
+    def __call__(self, frame, name: str = "<frame>") -> list:
+        from .predictor import _user_boxes, as_loaded_image
+        from .smoothing import OneEuroFilter
+
+        predictor = self.predictor
+        loaded = as_loaded_image(frame, name=name)
+        if self.boxes is None:
+            s = loaded.scale  # detections come in working pixels; predict takes original ones
+            detections = [Detection(d.box_xywh / s, d.score, d.source,
+                                    None if d.keypoints_xy is None else d.keypoints_xy / s, d.keypoint_scores,
+                                    d.keypoint_set, d.keypoints_3d_m, d.side, d.side_score)
+                          for d in predictor.detect(loaded.rgb)]
+        else:  # the same boxes in every frame (a bad one raises BadInputError)
+            detections = [Detection(b, 1.0, "user") for b in _user_boxes(self.boxes, loaded.source)]
+        tracks = self.tracker.update(detections)
+        for det, track in zip(detections, tracks):
+            det.track_id = track.track_id
+        inits = [track.state.get("init") for track in tracks] if predictor.method != "network" else None
+        results = predictor.predict(loaded, boxes=detections, intrinsics=self.intrinsics,
+                                    root_depth_m=self.root_depth_m, init=inits)
+        by_id = {t.track_id: t for t in tracks}
+        for r in results:
+            track = by_id[r.track_id]
+            if r.fit_params is not None:
+                track.state["init"] = r.fit_params
+            if self.smooth:
+                filters = track.state.setdefault("filters", {})
+                for field_name in ("vertices_m", "joints_m", "joints_2d_px"):
+                    filt = filters.setdefault(field_name, OneEuroFilter())
+                    setattr(r, field_name, filt(getattr(r, field_name), self.dt_s).astype(np.float32))
+        return sorted(results, key=lambda r: r.track_id)
+
+
+__all__ = ["PersonTracker", "Track", "VideoPredictor", "MAX_COST", "MAX_MISSED_FRAMES"]
