@@ -60,13 +60,20 @@ def _report_progress(message: str, stop: threading.Event, start: float) -> None:
 
 
 def _quiet_warp() -> None:
-    """Anny skins with NVIDIA Warp, which prints a banner and a line per kernel load at INFO: keep it to warnings."""
+    """Anny skins with NVIDIA Warp, which prints a banner and a line per kernel load at INFO: keep it to warnings.
+    Its native runtime prints "Warp CUDA warning: Could not find or load the NVIDIA CUDA driver" when initialised on
+    any machine without a GPU (we run Warp on the CPU), and anny initialises it at import: we initialise it first,
+    with native stderr silenced (``warp.init()`` runs once; anny's later call does nothing)."""
+    from ..native_stderr import quiet_native_stderr
+
     try:
         import warp
     except ImportError:
         return
     if isinstance(warp.config.log_level, int) and warp.config.log_level < logging.WARNING:
         warp.config.log_level = logging.WARNING
+    with quiet_native_stderr():
+        warp.init()
 
 
 def construct_anny(key: str, cache_dir: str | os.PathLike | None = None, **anny_kwargs: Any):

@@ -20,16 +20,15 @@ origin), camera axes (x right, y down, z away from the camera); hands also ``sid
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..bodymodels.joint_sets import JointSet
+from ..native_stderr import quiet_native_stderr
 from .detect import Detection, DetectorUnavailable
 
 log = logging.getLogger(__name__)
@@ -149,28 +148,6 @@ node { calculator: "HandLandmarkCpu" input_side_packet: "MODEL_COMPLEXITY:model_
 """
 
 
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """mediapipe's C++ side (absl, TFLite) writes INFO/WARNING lines ("Created TensorFlow Lite XNNPACK delegate",
-    "Feedback manager requires ...") straight to file descriptor 2, which neither its Python API nor GLOG_/TF_
-    environment variables silence here; our one-line messages should stand alone, so fd 2 points to /dev/null while
-    a graph is built or run (failures still reach us as Python exceptions)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable fd 2 (e.g. a closed stderr): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _mediapipe_dir() -> Path | None:
     spec = importlib.util.find_spec("mediapipe")
     if spec is None or not spec.submodule_search_locations:
@@ -245,7 +222,7 @@ class MediaPipeKeypointDetector:
         self._mp, self._packets = mp, packet_creator
         self.kind, self.max_instances, self.min_score = kind, int(max_instances), float(min_score)
         complexity = {"model_complexity": packet_creator.create_int(1)}
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             if kind == "body":
                 self._detector = _Graph(mp, _POSE_DETECTION_GRAPH)
                 self._landmarks = _Graph(mp, _POSE_LANDMARK_GRAPH, {
@@ -274,7 +251,7 @@ class MediaPipeKeypointDetector:
         image_rgb = np.asarray(image_rgb)
         assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
             f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}."
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             return self._detect(image_rgb)
 
     def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
