@@ -315,3 +315,16 @@ def test_video_predictor_follows_warm_starts_and_smooths(anny_body, scene):
     assert all(p.fit["warm_start"] for frame in runs[False][1:] for p in frame)
     np.testing.assert_array_equal(runs[True][0][0].vertices_m, runs[False][0][0].vertices_m)  # nothing to smooth yet
     assert not np.array_equal(runs[True][2][0].vertices_m, runs[False][2][0].vertices_m)
+
+
+def test_demo_takes_inputs_after_options(tmp_path, capsys):
+    from i2lmesh.cli import build_parser, parse_args
+
+    parser = build_parser()
+    args = parse_args(parser, ["demo", "a.jpg", "--focal", "1000", "b.jpg", "--out", "o", "c.mp4"])
+    assert [str(p) for p in args.inputs] == ["a.jpg", "b.jpg", "c.mp4"] and args.focal == 1000.0
+    with pytest.raises(SystemExit):  # an unknown option is still a usage error
+        parse_args(parser, ["demo", "a.jpg", "--out", "o", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # commands without the opt-in keep argparse's rule
+        parse_args(parser, ["eval", "--checkpoint", "c.pt", "--data", "d", "--out", "r.json", "extra"])

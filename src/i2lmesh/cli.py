@@ -10,6 +10,7 @@ import importlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 # name -> module under i2lmesh.commands
 COMMANDS: dict[str, str] = {
@@ -51,8 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """argparse, plus: a command that sets the default ``_intermixed`` to the name of its list of input paths also
+    takes inputs given after its options (``demo a.jpg --focal 1000 b.jpg``; argparse alone stops the list at the
+    first option and refuses the rest). Anything else unrecognised is the usual usage error."""
+    args, extra = parser.parse_known_args(argv)
+    target = getattr(args, "_intermixed", None)
+    if extra and target and not any(item.startswith("-") for item in extra):
+        getattr(args, target).extend(Path(item) for item in extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not args.verbose:  # a library's warning is one line, not its file, line and source text
         warnings.showwarning = _one_line_warning

@@ -27,7 +27,8 @@ PALETTE = ((0.65, 0.74, 0.86), (0.90, 0.62, 0.55), (0.60, 0.84, 0.62), (0.88, 0.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images, folders of images/videos, "
-                        "or videos")
+                        "or videos (also after the options)")
+    parser.set_defaults(_intermixed="inputs")
     parser.add_argument("--checkpoint", type=Path, default=None, help="i2lmesh checkpoint (.pt), or an .onnx "
                         "file with --backend onnx (methods network and network+fit)")
     parser.add_argument("--method", choices=("network", "fit", "network+fit"), default=None, help="network: the "
