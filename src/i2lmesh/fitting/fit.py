@@ -27,7 +27,8 @@ for any :class:`~i2lmesh.bodymodels.base.BodyModel`:
 4. Outputs from the exact body-model forward.
 
 A warm start (``init`` with pose and translation: a previous frame's :attr:`FitResult.params`, or a network's
-parameters) skips steps 1-2 and runs the last full stage only, with ``FitConfig.warm_iters`` iterations.
+parameters) skips steps 1-2: the translation is moved to follow the new keypoints (centroid and spread, as step 1's
+depth), then the last full stage runs with ``FitConfig.warm_iters`` iterations.
 
 People are independent problems. By default each is optimised on its own (``FitConfig.joint=False``): a batch
 gives exactly the results of single fits. ``joint=True`` sums the people of a batch into one LBFGS problem, whose
@@ -309,6 +310,27 @@ def _initial_translation(points: torch.Tensor, data: _Data, conf: torch.Tensor) 
     return torch.cat([xy, depth[:, None]], -1) - c3[:, 0]
 
 
+@torch.no_grad()
+def _follow_keypoints(setup: _Setup, pose: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor,
+                      data: _Data) -> torch.Tensor:
+    """A warm start's translations (B, 3) moved so that its keypoints' projection has the new 2D keypoints' centroid
+    and spread (depth scaled by the spread ratio, clamped to 0.5-2x; similar triangles, as the cold start): a person
+    who moved since the previous frame is followed before the robust fit starts. Without it, one who moved more than
+    the Geman-McClure scale (10 % of their size) is out of the robust term's reach and the mesh stays behind."""
+    _, kp = setup.model.exact(pose, shape, trans)
+    conf, K = data.conf2d, data.K
+    usable = (conf > 0).sum(1) >= 2
+    uv = _project(kp, K)
+    c_uv, c2 = _weighted_mean(uv, conf), _weighted_mean(data.kp2d, conf)  # (B, 1, 2)
+    spread_uv = (((uv - c_uv) ** 2).sum(-1) * conf).sum(1).clamp_min(1e-8).sqrt()
+    spread2 = (((data.kp2d - c2) ** 2).sum(-1) * conf).sum(1).clamp_min(1e-8).sqrt()
+    c3 = _weighted_mean(kp, conf)[:, 0]  # (B, 3)
+    depth = c3[:, 2] * (spread_uv / spread2).clamp(0.5, 2.0)
+    xy = (c2[:, 0] - K[:, :2, 2]) / torch.stack([K[:, 0, 0], K[:, 1, 1]], -1) * depth[:, None]
+    moved = trans + torch.cat([xy, depth[:, None]], -1) - c3
+    return torch.where((usable & (c3[:, 2] > 0))[:, None], moved, trans)
+
+
 def fit_to_keypoints(body_model: BodyModel, keypoints_2d=None, confidence=None, K=None, *,
                      keypoint_set: str | JointSet = "coco17", keypoints_3d=None, confidence_3d=None,
                      keypoints_3d_relative: bool = False, image_size: tuple[int, int] | None = None,
@@ -397,6 +419,8 @@ def fit_to_keypoints(body_model: BodyModel, keypoints_2d=None, confidence=None, 
     trans = (torch.as_tensor(init["trans"]).to(device=device, dtype=torch.float32).reshape(batch, 3).clone()
              if init.get("trans") is not None else None)
     warm = init.get("pose") is not None and trans is not None
+    if warm and kp2d is not None:
+        trans = _follow_keypoints(setup, space.to_pose(pose_params, base[:, 0], base), shape, trans, data)
 
     chunks = [slice(0, batch)] if config.joint else [slice(b, b + 1) for b in range(batch)]
     parts, histories, evaluations = [], [], []

@@ -83,7 +83,8 @@ class PersonResult:
     fitting body model's (Anny), the uncertainties and heatmap_confidence are None (no heatmaps), score is the
     detector's, root_depth_source is "fit", and ``fit`` holds the per-keypoint reprojection residuals (original px)
     and ``fit_params`` the body model's pose (J,3 axis-angle), shape (S,) and trans (3,) metres (a warm start).
-    track_id: the person's track in a video (``inference.tracking``), else None.
+    track_id: the person's track in a video (``inference.tracking``), else None. box_index: the index of the box
+    (user box or detection) this person came from, among the image's boxes (people not fitted leave gaps).
     """
 
     kind: str
@@ -116,6 +117,7 @@ class PersonResult:
     fit: dict[str, Any] | None = None
     fit_params: dict[str, np.ndarray] | None = None
     track_id: int | None = None
+    box_index: int | None = None
 
     def to_dict(self, with_vertices: bool = False) -> dict[str, Any]:
         """JSON-ready summary (lists of floats). Vertices and faces only when ``with_vertices``."""
@@ -142,9 +144,11 @@ class PersonResult:
             "num_vertices": int(len(self.vertices_m)), "num_faces": int(len(self.faces)),
             "warnings": list(self.warnings),
         }
+        if self.box_index is not None:
+            out["box_index"] = int(self.box_index)
         if self.keypoints_2d_px is not None:
-            out["detector_keypoints"] = {"set": self.keypoint_set, "xy_px": r(self.keypoints_2d_px, 2),
-                                         "scores": r(self.keypoint_scores, 3)}
+            out["detector_keypoints"] = {"set": self.keypoint_set, "names": _keypoint_names(self.keypoint_set),
+                                         "xy_px": r(self.keypoints_2d_px, 2), "scores": r(self.keypoint_scores, 3)}
         if self.side is not None:
             out["side"] = self.side
         if self.track_id is not None:
@@ -157,6 +161,18 @@ class PersonResult:
             if self.vertex_uncertainty_mm is not None:
                 out["vertex_uncertainty_mm_all"] = r(self.vertex_uncertainty_mm, 1)
         return out
+
+
+def _keypoint_names(keypoint_set: str | None) -> list[str] | None:
+    """The names of a detector's keypoint set ("blazepose33", "mano21", ...), None when unknown."""
+    from .keypoints import BLAZEPOSE_33
+
+    if keypoint_set == BLAZEPOSE_33.name:
+        return list(BLAZEPOSE_33.names)
+    try:
+        return list(get_keypoint_set(keypoint_set).names)
+    except KeyError:
+        return None
 
 
 def spread_to_camera_mm(spread_bins: np.ndarray, depth_m: np.ndarray, box_width_px: float, box_height_px: float,
@@ -274,6 +290,7 @@ class _Crop:
     warnings: list[str]
     detection: Detection  # working px (its keypoints, side)
     init: dict | None = None  # a warm start for the fit
+    box_index: int = 0  # among the image's boxes
 
 
 def _crop_patch(rgb: np.ndarray, img2patch: np.ndarray, size: int) -> np.ndarray:
@@ -580,7 +597,7 @@ class Predictor:
                     patch2img, patch = None, None
                 crops.append(_Crop(i, det.box_xywh, processed, det.source, None if det.source == "user" else
                                    det.score, patch2img, K, k_source, None if d is None else float(d), patch,
-                                   [warning] if warning else [], det, None if inits is None else inits[j]))
+                                   [warning] if warning else [], det, None if inits is None else inits[j], j))
             timings["crop_s"] += time.perf_counter() - t
 
         people: list[PersonResult | None] = [None] * len(crops)
@@ -697,8 +714,11 @@ class Predictor:
         if not targets:
             return
         warm = [i for i, t in enumerate(targets) if t.init is not None]
-        groups = [warm, [i for i in range(len(targets)) if targets[i].init is None]]
-        for group in groups:  # warm starts and cold fits are separate calls (a warm start skips the first stages)
+        cold = [i for i in range(len(targets)) if targets[i].init is None]
+        # Warm starts and cold fits are separate calls (a warm start skips the first stages). A warm fit that ends
+        # far from the keypoints (the person turned or moved more than the start could follow, or the track was
+        # given to someone else) is redone cold.
+        for group, is_warm in ((warm, True), (cold, False)):
             if not group:
                 continue
             t = time.perf_counter()
@@ -706,8 +726,19 @@ class Predictor:
             timings["fit_s"] += time.perf_counter() - t
             for b, i in enumerate(group):
                 index = where[i]
-                people[index] = self._fitted(crops[index], loaded_images[crops[index].image_index], result, b,
-                                             target_set, people[index])
+                person = self._fitted(crops[index], loaded_images[crops[index].image_index], result, b,
+                                      target_set, people[index])
+                if is_warm and self._fit_is_off(person):
+                    targets[i].init = crops[index].init = None
+                    cold.append(i)
+                    continue
+                people[index] = person
+
+    @staticmethod
+    def _fit_is_off(person: PersonResult) -> bool:
+        """Whether a fit's median keypoint residual exceeds ``RESIDUAL_WARNING_FRACTION`` of the person's box."""
+        median = person.fit["median_residual_px"]
+        return median is not None and median > RESIDUAL_WARNING_FRACTION * max(person.box_xywh[2:])
 
     def _unfitted(self, people: list, index: int, crop: _Crop, loaded: LoadedImage, reason: str) -> None:
         if self.method == "fit":
@@ -736,8 +767,10 @@ class Predictor:
         fit["warm_start"] = crop.init is not None
         warnings = list(crop.warnings) + (list(network.warnings) if network is not None else [])
         size = max(crop.box[2], crop.box[3]) / s
-        if fit["median_residual_px"] is not None and fit["median_residual_px"] > RESIDUAL_WARNING_FRACTION * size:
-            message = (f"fit: median keypoint residual {fit['median_residual_px']:.1f} px is more than "
+        if (fit["median_residual_px"] is not None and fit["median_residual_px"] > RESIDUAL_WARNING_FRACTION * size
+                and crop.init is None):  # (a warm fit this far off is redone cold, and warned about then)
+            who = "" if det.track_id is None else f"person {det.track_id}: "
+            message = (f"{who}fit: median keypoint residual {fit['median_residual_px']:.1f} px is more than "
                        f"{RESIDUAL_WARNING_FRACTION:.0%} of the box; the mesh may not match the person")
             log.warning("%s: %s", loaded.source, message)
             warnings.append(message)
@@ -756,7 +789,7 @@ class Predictor:
             warnings=warnings,
             keypoints_2d_px=None if det.keypoints_xy is None else (det.keypoints_xy / s).astype(np.float32),
             keypoint_scores=det.keypoint_scores, keypoint_set=det.keypoint_set, side=det.side, method=self.method,
-            fit=fit, fit_params=params, track_id=det.track_id)
+            fit=fit, fit_params=params, track_id=det.track_id, box_index=crop.box_index)
 
     def _decode(self, crop: _Crop, out: dict[str, np.ndarray], loaded: LoadedImage) -> PersonResult:
         cfg = self.config
@@ -802,7 +835,8 @@ class Predictor:
             score=confidence * (1.0 if det_score is None else det_score), detector_score=det_score,
             heatmap_confidence=confidence, warnings=list(crop.warnings),
             keypoints_2d_px=None if det.keypoints_xy is None else (det.keypoints_xy / s).astype(np.float32),
-            keypoint_scores=det.keypoint_scores, keypoint_set=det.keypoint_set, side=det.side, track_id=det.track_id)
+            keypoint_scores=det.keypoint_scores, keypoint_set=det.keypoint_set, side=det.side, track_id=det.track_id,
+            box_index=crop.box_index)
 
 
 __all__ = ["Predictor", "PersonResult", "METHODS", "LoadedImage", "BadInputError", "read_image", "as_loaded_image",
