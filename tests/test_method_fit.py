@@ -363,3 +363,20 @@ def test_a_warm_start_from_someone_else_is_redone_cold(anny_body, scene, fitted)
         assert redone.fit["median_residual_px"] < 4.0
     doc = again[0].to_dict()
     assert doc["box_index"] == 0 and doc["detector_keypoints"]["names"][:2] == ["Nose", "L_Eye"]
+
+
+@pytest.mark.parametrize("size_m,depth_m", [(1.8, 1.0), (0.18, 0.6), (1.7, 12.0)])
+def test_side_view_frames_the_people(size_m, depth_m):
+    """Near bodies, hands and far bodies all fill the side panel: the turned box projects inside it, and its
+    larger side spans SIDE_VIEW_FILL of the panel."""
+    from i2lmesh.commands.demo import SIDE_VIEW_FILL, side_view_placement
+
+    rng = np.random.default_rng(0)
+    vertices = rng.uniform(-0.5, 0.5, (500, 3)) * [0.3 * size_m, size_m, 0.2 * size_m] + [0.5, 0.2, depth_m]
+    K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
+    rot, centre, target = side_view_placement(vertices, K, (480, 640))
+    turned = (vertices - centre) @ rot.T + target
+    uv = turned[:, :2] / turned[:, 2:] * 600.0 + [320, 240]
+    assert np.all(turned[:, 2] > 0) and np.all(uv >= 0) and np.all(uv[:, 0] <= 640) and np.all(uv[:, 1] <= 480)
+    span = (uv.max(0) - uv.min(0)) / [640, 480]
+    assert 0.6 * SIDE_VIEW_FILL < span.max() <= SIDE_VIEW_FILL + 1e-9

@@ -68,17 +68,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # Pictures
 
 
-def _side_view(results, K: np.ndarray, size_hw: tuple[int, int], backend: str):
-    """The meshes turned 90 degrees about the vertical axis through their common centre, seen by the same camera
-    from the same distance (so the picture shows depth: the person's profile)."""
-    everything = np.concatenate([r.vertices_m for r in results]).astype(np.float64)
-    centre = 0.5 * (everything.min(0) + everything.max(0))
+SIDE_VIEW_FILL = 0.85  # the turned meshes fill at most this fraction of the side panel's width and height
+
+
+def side_view_placement(vertices_m: np.ndarray, K: np.ndarray, size_hw: tuple[int, int]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the side view puts the meshes: (rotation 3x3, centre (3,), target (3,)) such that
+    ``(v - centre) @ rotation.T + target`` turns all vertices (N, 3, camera metres) 90 degrees about the vertical
+    axis through their bounding box's centre and places them straight ahead of the camera K at the distance where
+    they fill ``SIDE_VIEW_FILL`` of the panel (H, W): people near the camera are not cut off, a hand is not a dot."""
+    everything = np.asarray(vertices_m, np.float64)
+    lo, hi = everything.min(0), everything.max(0)
+    centre = 0.5 * (lo + hi)
     rot = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])  # 90 degrees about camera y
+    half = 0.5 * np.abs(rot @ (hi - lo))  # half-extents after turning: x <- depth, y, z <- -x
+    h, w = size_hw
+    # pinhole: a half-extent e at distance Z - half_z (its nearest face) spans f * e / (Z - half_z) pixels
+    distance = max(K[0, 0] * half[0] / (0.5 * SIDE_VIEW_FILL * w), K[1, 1] * half[1] / (0.5 * SIDE_VIEW_FILL * h))
+    target = np.array([0.0, 0.0, max(distance + half[2], 2.0 * half[2], 1e-3)])
+    return rot, centre, target
+
+
+def _side_view(results, K: np.ndarray, size_hw: tuple[int, int], backend: str):
+    """The meshes turned 90 degrees about the vertical axis through their common centre, framed to fill the panel
+    (``side_view_placement``): the picture shows depth, the people's profile."""
     h, w = size_hw
     K_side = K.copy()
     K_side[0, 2], K_side[1, 2] = w / 2.0, h / 2.0
-    # Put the turned meshes in front of the camera at the same depth, centred in the panel.
-    target = np.array([0.0, 0.0, max(centre[2], 0.5)])
+    rot, centre, target = side_view_placement(np.concatenate([r.vertices_m for r in results]), K_side, size_hw)
     return _render_people([(r.vertices_m - centre) @ rot.T + target for r in results], results, K_side, size_hw,
                           backend)
 
