@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "eval": "eval",
     "demo": "demo",
     "reproduce": "reproduce",
+    "app": "app",
     "pseudo-label": "pseudo_label",
 }
 
