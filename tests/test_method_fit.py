@@ -380,3 +380,15 @@ def test_side_view_frames_the_people(size_m, depth_m):
     assert np.all(turned[:, 2] > 0) and np.all(uv >= 0) and np.all(uv[:, 0] <= 640) and np.all(uv[:, 1] <= 480)
     span = (uv.max(0) - uv.min(0)) / [640, 480]
     assert 0.6 * SIDE_VIEW_FILL < span.max() <= SIDE_VIEW_FILL + 1e-9
+
+
+def test_network_plus_fit_from_a_checkpoint_weights_the_network_lightly(tmp_path):
+    from i2lmesh import save_network
+    from i2lmesh.inference.keypoint_fit import BODY_WARM_ITERS, NETWORK_FIT_WEIGHT_3D
+
+    net, _ = _joint_net()
+    save_network(net, tmp_path / "net.pt")
+    predictor = Predictor.from_checkpoint(tmp_path / "net.pt", method="network+fit")
+    assert predictor.method == "network+fit" and predictor.fitter.config.weight_3d == NETWORK_FIT_WEIGHT_3D < 1.0
+    assert predictor.fitter.config.warm_iters == BODY_WARM_ITERS
+    assert Predictor.for_fitting("body").fitter.config.weight_3d == 1.0  # no network: nothing to weigh

@@ -38,6 +38,12 @@ RESIDUAL_WARNING_FRACTION = 0.05
 # PA-MPJPE 23.7 -> 27.8 mm, loss evaluations 17 -> 6 (docs/fitting.md). Hands keep 15: with 5 their reprojection
 # error grew from 2.8 to 11.4 px.
 BODY_WARM_ITERS = 5
+# "network+fit": weight of the network's 3D joints against the 2D keypoints (FitConfig.weight_3d). With a network
+# trained 40 steps on pseudo-labelled real photos (basketball1, two players), weight 1 left median residuals of
+# 7.3 and 10.7 px and the network's crouch in the mesh; 0.3: 3.8 and 3.1 px; 0.1: 2.0 and 2.7 px with the network
+# still deciding what the keypoints leave open. SPIN (Kolotouros et al., ICCV 2019) uses the network's output only
+# as the fit's start; a small weight keeps some of it through the fit. A well-trained network may deserve more.
+NETWORK_FIT_WEIGHT_3D = 0.1
 # Joints left out of the 2D term of "network+fit" bodies (surface hips vs SMPL hip joint centres, see above).
 NETWORK_FIT_2D_EXCLUDED = ("L_Hip", "R_Hip")
 
@@ -94,14 +100,16 @@ class KeypointFitter:
 
     body_model: a :class:`~i2lmesh.bodymodels.base.BodyModel` to use instead of Anny. config: a
     :class:`~i2lmesh.fitting.FitConfig` (None: the defaults of docs/fitting.md, with ``BODY_WARM_ITERS`` for
-    bodies)."""
+    bodies and, ``method`` "network+fit", ``NETWORK_FIT_WEIGHT_3D``)."""
 
-    def __init__(self, kind: str, device: torch.device | str = "cpu", body_model=None, config=None) -> None:
+    def __init__(self, kind: str, device: torch.device | str = "cpu", body_model=None, config=None,
+                 method: str = "fit") -> None:
         from ..fitting import FitConfig
 
         assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
         if config is None:
-            config = FitConfig(warm_iters=BODY_WARM_ITERS) if kind == "body" else FitConfig()
+            config = FitConfig(warm_iters=BODY_WARM_ITERS if kind == "body" else FitConfig.warm_iters,
+                               weight_3d=NETWORK_FIT_WEIGHT_3D if method == "network+fit" else FitConfig.weight_3d)
         self.kind, self.device, self.config = kind, torch.device(device), config
         self._body_model = body_model
 

@@ -414,7 +414,7 @@ class Predictor:
         def build(net, config, topology, faces, device, backend):
             fitter = None
             if method == "network+fit":
-                fitter = KeypointFitter(config.kind, device, None, fit_config)
+                fitter = KeypointFitter(config.kind, device, None, fit_config, method="network+fit")
             return cls(net, config, topology, faces, device, backend, batch_size, detector, method, None, fitter)
 
         if backend == "onnx":
