@@ -18,6 +18,9 @@ TARGETS = ("lixel", "param", "xyz-fc", "lixel-fc", "voxel", "pixel-lixel", "2.5d
 CASCADES = ("posenet-meshnet", "meshnet", "gt-pose")
 MARGINALISATIONS = ("average", "max", "weighted")
 STAGES = ("lixel", "param")  # TrainConfig.stage (engine/train.py)
+# TrainConfig.lr_schedule: the reference's step decay at epochs, or a cosine from lr to lr x lr_min_factor over
+# the run's steps (after the warm-up).
+LR_SCHEDULES = ("step", "cosine")
 
 
 class ConfigError(ValueError):
@@ -172,6 +175,10 @@ class ModelConfig:
     param_regressor: bool = False
     param_num_rotations: int = 24
     param_shape_dim: int = 10
+    # Documented deviation from the paper (off in the paper presets): fixed prior logits per point and bin added
+    # to every lixel heatmap, a Gaussian at each joint's / vertex's mean training position (docs/network.md, "Body
+    # prior"); the training loop fills them from the training set at the start of a run.
+    head_prior: bool = False
     # Input preprocessing applied inside the network to RGB in [0, 1]: (rgb - mean) / std.
     # The authors' checkpoints use mean 0 / std 1 (official_spec.md 1.1).
     pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -242,6 +249,7 @@ MODEL_FIELDS: dict[str, Rule] = {
     "param_regressor": Rule("bool"),
     "param_num_rotations": Rule("int", low=1),
     "param_shape_dim": Rule("int", low=1),
+    "head_prior": Rule("bool"),
     "pixel_mean": Rule("float3"),
     "pixel_std": Rule("float3", above=0),
 }
@@ -297,6 +305,11 @@ TRAIN_FIELDS: dict[str, Rule] = {
     "stage": Rule("str", choices=STAGES),
     "init_from": Rule("str", optional=True),
     "param_epochs": Rule("int", low=1),
+    "lr_warmup_steps": Rule("int", low=0),
+    "lr_schedule": Rule("str", choices=LR_SCHEDULES),
+    "lr_min_factor": Rule("float", low=0, high=1),
+    "channels_last": Rule("bool"),
+    "prior_samples": Rule("int", low=1),
 }
 
 

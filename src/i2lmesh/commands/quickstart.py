@@ -19,12 +19,34 @@ import numpy as np
 HELP = "Synthesise data, train cpu-small for a few minutes, evaluate, render predictions, write a report."
 log = logging.getLogger(__name__)
 
+# The CPU fast start (docs/training.md, "Learning fast on a CPU"; measured in docs/benchmarks.md): deviations from
+# the paper's training that make a from-scratch network learn a body within minutes. Training config fields; the
+# network's under "model".
+FAST_TRAINING: dict = {"lr": 1e-3, "lr_warmup_steps": 30, "lr_schedule": "cosine", "lr_min_factor": 0.05,
+                       "channels_last": True, "model": {"head_prior": True}}
+
+
+# The default training budget, in steps so that a busy machine does not decide what is learned (docs/benchmarks.md,
+# "Learning fast on a CPU"); --minutes caps the wall time.
+DEFAULT_STEPS = 300
+
+
+def preset_for(kind: str) -> str:
+    """The CPU preset of a kind ("body" or "hand")."""
+    return "cpu-small" if kind == "body" else "cpu-small-hand"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("i2lmesh-quickstart"), help="output folder")
-    parser.add_argument("--minutes", type=float, default=5.0, help="training wall-time budget (default 5)")
-    parser.add_argument("--num-train", type=int, default=1000, help="synthetic training images")
-    parser.add_argument("--num-val", type=int, default=64, help="held-out synthetic images")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help=f"training budget in optimizer steps of 16 images (default {DEFAULT_STEPS}: about "
+                        f"7-9 minutes on 2 idle CPU cores)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap on training: stops early on a "
+                        "busy or slow machine (default 10)")
+    parser.add_argument("--paper-training", action="store_true", help="train as the paper (no body prior, "
+                        "constant lr 3e-4, no warm-up): the reference's setting, slower to learn on a CPU")
+    parser.add_argument("--num-train", type=int, default=2000, help="synthetic training images")
+    parser.add_argument("--num-val", type=int, default=200, help="held-out synthetic images")
     parser.add_argument("--kind", choices=("body", "hand"), default="body")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="processes for data synthesis and loading")
@@ -36,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.datasets import open_datasets
     from ..engine.evaluate import evaluate
     from ..engine.train import TrainConfig, train
-    from ..metrics import pa_errors, point_errors_mm
+    from ..engine.prior import mean_pose_baseline
     from ..device import resolve_device
     from ..nets.factory import body_model_for, build_network, load_network
 
@@ -44,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    preset = "cpu-small" if args.kind == "body" else "cpu-small-hand"
+    preset = preset_for(args.kind)
+    if args.steps < 1:
+        raise ValueError(f"--steps should be >= 1, got {args.steps}")
 
     t0 = time.perf_counter()
     data_train, data_val = out / "data" / "train", out / "data" / "val"
@@ -55,10 +79,14 @@ def run(args: argparse.Namespace) -> int:
     timings["synthesise_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cfg = TrainConfig(preset=preset, data=[str(data_train)], val=str(data_val), out=str(out / "run"), epochs=1000,
-                      batch_size=16, lr=3e-4, lr_decay_epochs=[1000], num_workers=args.workers, seed=args.seed,
-                      device=args.device, log_every_steps=10, val_every_steps=50, max_minutes=args.minutes,
-                      keep_epoch_checkpoints=False, checkpoint_every_steps=100)
+    fields = dict(preset=preset, data=[str(data_train)], val=str(data_val), out=str(out / "run"), epochs=1000,
+                  batch_size=16, lr=3e-4, lr_decay_epochs=[1000], num_workers=args.workers, seed=args.seed,
+                  device=args.device, log_every_steps=10, val_every_steps=max(1, args.steps // 6),
+                  max_steps=args.steps, max_minutes=args.minutes, keep_epoch_checkpoints=False,
+                  checkpoint_every_steps=100)
+    if not args.paper_training:
+        fields.update(FAST_TRAINING)
+    cfg = TrainConfig(**fields)
     body = body_model_for(cfg.model_config())
     net = build_network(cfg.model_config(), body)
     train_set = open_datasets(cfg.data, net, train=True, seed=cfg.seed, body_model=body)
@@ -69,40 +97,48 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     net, _ = load_network(last)
     result = evaluate(net, val_set, batch_size=16)
-    baseline = _mean_pose_baseline(train_set, val_set, point_errors_mm, pa_errors)
+    baseline = mean_pose_baseline(train_set, val_set, net.joint_regressor.double().numpy(),
+                                  net.topology.get("root_index", 0))
     timings["evaluate_s"] = time.perf_counter() - t0
     curve = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     val_curve = [r for r in curve if "val_mpjpe_mm" in r]
 
     t0 = time.perf_counter()
     picture = _predictions_picture(last, data_val, body, out / "predictions.png")
-    curve_png = _curve_picture(val_curve, out / "learning_curve.png")
+    curve_png = _curve_picture(val_curve, out / "learning_curve.png", baseline)
     timings["render_s"] = time.perf_counter() - t0
 
     results = {"preset": preset, "kind": args.kind, "train_samples": len(train_set), "val_samples": len(val_set),
-               "steps": max((r["step"] for r in curve), default=0), "minutes": args.minutes,
+               "steps": max((r["step"] for r in curve), default=0), "step_budget": args.steps,
+               "minutes": args.minutes, "train_minutes": round(timings["train_s"] / 60, 1),
+               "training": "paper" if args.paper_training else "fast", "lr": cfg.lr,
+               "learning_curve": [{k: r[k] for k in ("step", "val_mpjpe_mm", "val_pa_mpjpe_mm", "val_mpvpe_mm",
+                                                     "val_pa_mpvpe_mm") if k in r} for r in val_curve],
                "val_before_training": val_curve[0] if val_curve else None, "val_after_training": result,
                "mean_pose_baseline": baseline, "timings_s": {k: round(v, 1) for k, v in timings.items()},
                "checkpoint": str(last)}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     _write_report(out / "report.md", results, picture, curve_png)
     print(f"quickstart: trained {preset} for {results['steps']} steps; held-out MPJPE "
-          f"{result.get('mpjpe_mm', float('nan')):.1f} mm (before training "
-          f"{val_curve[0]['val_mpjpe_mm']:.1f} mm, mean-pose baseline {baseline['mpjpe_mm']:.1f} mm); "
+          f"{result.get('mpjpe_mm', float('nan')):.1f} mm, PA-MPJPE {result.get('pa_mpjpe_mm', float('nan')):.1f} "
+          f"mm (mean-pose baseline {baseline['mpjpe_mm']:.1f} / {baseline['pa_mpjpe_mm']:.1f} mm); "
           f"report: {out / 'report.md'}")
     return 0
 
 
-def _mean_pose_baseline(train_set, val_set, point_errors_mm, pa_errors) -> dict[str, float]:
-    """Errors of always answering the training set's mean root-relative pose: what 'learning nothing' scores."""
-    from ..data.dataset import collate
-
-    step = max(1, len(train_set) // 256)
-    _, _, meta_train = collate([train_set[i] for i in range(0, len(train_set), step)])
-    _, _, meta_val = collate([val_set[i] for i in range(len(val_set))])
-    gt = meta_val["joints_cam_rel_m"].double().numpy()
-    mean = meta_train["joints_cam_rel_m"].double().numpy().mean(0, keepdims=True).repeat(len(gt), 0)
-    return {"mpjpe_mm": float(point_errors_mm(mean, gt).mean()), "pa_mpjpe_mm": float(pa_errors(mean, gt).mean())}
+def meaning(after: dict, baseline: dict) -> str:
+    """One sentence saying what the held-out numbers mean against the mean-pose baseline."""
+    keys = [k for k in ("mpjpe_mm", "pa_mpjpe_mm") if after.get(k) is not None and baseline.get(k)]
+    if len(keys) < 2:
+        return "The errors are in millimetres on held-out images; lower is better."
+    ratio = {k: after[k] / baseline[k] for k in keys}
+    better = [name for name, k in (("the whole pose", "mpjpe_mm"), ("the articulated pose", "pa_mpjpe_mm"))
+              if ratio[k] < 1]
+    verdict = ("the network reads " + " and ".join(better) + " from the image better than answering one average "
+               "pose for every image" if better else "the network has not yet learned more than the average pose")
+    return (f"In one sentence: held-out MPJPE is {ratio['mpjpe_mm']:.2f}x and PA-MPJPE (after aligning scale and "
+            f"rotation, so only the articulated pose counts) {ratio['pa_mpjpe_mm']:.2f}x the mean-pose baseline, "
+            f"i.e. {verdict}.")
 
 
 def _predictions_picture(checkpoint: Path, data_val: Path, body, path: Path, count: int = 4) -> Path:
@@ -134,19 +170,34 @@ def _predictions_picture(checkpoint: Path, data_val: Path, body, path: Path, cou
     return path
 
 
-def _curve_picture(val_curve: list[dict], path: Path) -> Path | None:
+CURVE_KEYS = (("val_mpjpe_mm", "MPJPE", (31, 119, 180)), ("val_pa_mpjpe_mm", "PA-MPJPE", (255, 127, 14)),
+              ("val_mpvpe_mm", "MPVPE", (44, 160, 44)), ("val_pa_mpvpe_mm", "PA-MPVPE", (214, 39, 40)))
+
+
+def _curve_picture(val_curve: list[dict], path: Path, baseline: dict | None = None) -> Path | None:
+    """The held-out learning curve (error in mm against training step), with the mean-pose baseline dashed;
+    matplotlib when installed, else drawn with PIL (always available). None without any validation point."""
+    if not val_curve:
+        return None
+    baseline = baseline or {}
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        log.info("quickstart: matplotlib not installed; no learning-curve picture (pip install matplotlib)")
-        return None
+        return _curve_picture_pil(val_curve, path, baseline)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in ("val_mpjpe_mm", "val_pa_mpjpe_mm", "val_mpvpe_mm"):
-        ax.plot([r["step"] for r in val_curve], [r.get(key) for r in val_curve], marker="o", label=key[4:])
-    ax.set(xlabel="training step", ylabel="held-out error (mm)", title="learning curve")
+    for key, label, rgb in CURVE_KEYS:
+        points = [(r["step"], r[key]) for r in val_curve if r.get(key) is not None]
+        if not points:
+            continue
+        color = tuple(c / 255 for c in rgb)
+        ax.plot(*zip(*points), marker="o", label=label, color=color)
+        if baseline.get(key[4:]) is not None:
+            ax.axhline(baseline[key[4:]], linestyle="--", color=color, alpha=0.6)
+    ax.set(xlabel="training step", ylabel="held-out error (mm)",
+           title="learning curve (dashed: mean-pose baseline)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -155,14 +206,77 @@ def _curve_picture(val_curve: list[dict], path: Path) -> Path | None:
     return path
 
 
+def _curve_picture_pil(val_curve: list[dict], path: Path, baseline: dict,
+                       size: tuple[int, int] = (640, 360)) -> Path:
+    """The learning curve drawn with PIL alone (no matplotlib): lines with dots, dashed baselines, axes, labels."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    left, right, top, bottom = 60, 110, 25, 40
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    series = [(label, rgb, [(r["step"], r[key]) for r in val_curve if r.get(key) is not None],
+               baseline.get(key[4:])) for key, label, rgb in CURVE_KEYS]
+    series = [s for s in series if s[2]]
+    values = [v for _, _, pts, b in series for v in [p[1] for p in pts] + ([b] if b is not None else [])]
+    steps = [p[0] for _, _, pts, _ in series for p in pts]
+    lo, hi = 0.0, max(values) * 1.05
+    s_hi = max(max(steps), 1)
+
+    def xy(step: float, value: float) -> tuple[float, float]:
+        return (left + (width - left - right) * step / s_hi,
+                height - bottom - (height - top - bottom) * (value - lo) / max(hi - lo, 1e-9))
+
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for k in range(6):  # y ticks
+        value = lo + (hi - lo) * k / 5
+        y = xy(0, value)[1]
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((5, y - 6), f"{value:.0f}", fill="black")
+    for k in range(5):  # x ticks
+        step = s_hi * k / 4
+        x = xy(step, lo)[0]
+        draw.line([x, height - bottom, x, height - bottom + 4], fill="black")
+        draw.text((x - 10, height - bottom + 6), f"{step:.0f}", fill="black")
+    draw.text((left, 5), "held-out error (mm) vs training step; dashed: mean-pose baseline", fill="black")
+    for n, (label, rgb, points, base) in enumerate(series):
+        pixels = [xy(*p) for p in points]
+        if len(pixels) > 1:
+            draw.line(pixels, fill=rgb, width=2)
+        for px, py in pixels:
+            draw.ellipse([px - 3, py - 3, px + 3, py + 3], fill=rgb)
+        if base is not None:
+            y = xy(0, base)[1]
+            for x0 in range(left, width - right, 12):
+                draw.line([x0, y, min(x0 + 6, width - right), y], fill=rgb, width=1)
+        draw.line([width - right + 10, top + 10 + 18 * n, width - right + 30, top + 10 + 18 * n], fill=rgb, width=3)
+        draw.text((width - right + 34, top + 4 + 18 * n), label, fill="black")
+    image.save(path)
+    return path
+
+
 def _write_report(path: Path, r: dict, picture: Path, curve: Path | None) -> None:
     after, before, base = r["val_after_training"], r["val_before_training"] or {}, r["mean_pose_baseline"]
     rows = [("MPJPE", "mpjpe_mm"), ("PA-MPJPE", "pa_mpjpe_mm"), ("MPVPE", "mpvpe_mm"), ("PA-MPVPE", "pa_mpvpe_mm")]
+
     def mm(value) -> str:
         return "–" if value is None else f"{value:.1f}"
 
-    table = "\n".join(f"| {name} | {mm(before.get('val_' + key))} | {mm(after.get(key))} | {mm(base.get(key))} |"
-                      for name, key in rows)
+    def ratio(value, reference) -> str:
+        return "–" if value is None or not reference else f"{value / reference:.2f}x"
+
+    table = "\n".join(f"| {name} | {mm(before.get('val_' + key))} | {mm(after.get(key))} | {mm(base.get(key))} | "
+                      f"{ratio(after.get(key), base.get(key))} |" for name, key in rows)
+    curve_rows = "\n".join(f"| {p['step']} | " + " | ".join(mm(p.get('val_' + key)) for _, key in rows) + " |"
+                           for p in r["learning_curve"])
+    if r["training"] == "fast":
+        how = (f"{r['steps']} steps of 16 images (budget {r['step_budget']}, capped at {r['minutes']:g} minutes; "
+               f"took {r['train_minutes']:g} min) with the CPU fast start: Adam, lr {r['lr']:g} with a 30-step warm-up "
+               f"and a cosine decay, a body prior in the lixel heads, the paper's five losses (docs/training.md, "
+               f"\"Learning fast on a CPU\")")
+    else:
+        how = (f"{r['steps']} steps of 16 images (budget {r['step_budget']}, capped at {r['minutes']:g} minutes; "
+               f"took {r['train_minutes']:g} min) as the paper: Adam, constant lr {r['lr']:g}, the paper's five losses")
     text = f"""# i2lmesh quickstart report
 
 What was done, on this machine, with nothing but the package:
@@ -170,23 +284,29 @@ What was done, on this machine, with nothing but the package:
 1. Rendered {r['train_samples']} synthetic training images and {r['val_samples']} held-out images of random Anny
    {r['kind']} samples (random pose, shape, camera, colours, backgrounds, occluders) with exact ground truth.
 2. Trained the `{r['preset']}` I2L-MeshNet (ResNet-18, 128x128 input, lixel heatmaps with D = 32) from scratch
-   for {r['minutes']:g} minutes: {r['steps']} steps of 16 images (Adam, lr 3e-4, the paper's five losses).
+   for {how}.
 3. Evaluated on the held-out images (camera-space decoding with the true root depth; docs/evaluation.md).
 4. Predicted through the public `i2lmesh.Predictor` API and rendered the meshes.
 
-| held-out error (mm) | before training | after training | mean-pose baseline |
-|---|---|---|---|
+| held-out error (mm) | before training | after training | mean-pose baseline | after / baseline |
+|---|---|---|---|---|
 {table}
 
-The mean-pose baseline always answers the training set's mean pose: a network that learned nothing from the
-image scores about that. A few CPU minutes from random initialisation are far from the paper's setting (ImageNet
-initialisation, hours on GPUs); see docs/benchmarks.md for longer runs and `i2lmesh train` to go further.
+{meaning(after, base)} The mean-pose baseline always answers the training set's mean pose and mesh: a network that
+learned nothing from the image scores about that. MPJPE also counts the body's global orientation (the synthetic
+bodies face every direction); PA-MPJPE only the articulated pose. A few CPU minutes from random initialisation are
+far from the paper's setting (ImageNet initialisation, hours on GPUs); see docs/benchmarks.md for longer runs and
+`i2lmesh train` to go further.
 
 Input, prediction and ground truth for held-out images:
 
 ![predictions]({picture.name})
+
+## Learning curve (held-out error, mm)
+
 """
     if curve is not None:
-        text += f"\n![learning curve]({curve.name})\n"
+        text += f"![learning curve]({curve.name})\n\n"
+    text += "| step | " + " | ".join(name for name, _ in rows) + " |\n|---|---|---|---|---|\n" + curve_rows + "\n"
     text += f"\nTimings (s): {json.dumps(r['timings_s'])}. Checkpoint: `{r['checkpoint']}`.\n"
     path.write_text(text)

@@ -93,6 +93,13 @@ class TrainConfig:
     stage: str = "lixel"
     init_from: str | None = None  # network file or checkpoint whose weights start the run (not with --resume)
     param_epochs: int = 5  # the reference trains the param stage 5 epochs, its lr decay epochs shifted by 5
+    # Not in the paper (all off by default; the CPU quickstart turns them on, docs/training.md "Learning fast"):
+    lr_warmup_steps: int = 0  # lr rises linearly from lr / warm-up steps to lr over the first steps
+    lr_schedule: str = "step"  # "step": the reference's decay at lr_decay_epochs; "cosine": lr -> lr x
+    # lr_min_factor along a half cosine over the run's steps (max_steps, or all epochs' steps), after the warm-up
+    lr_min_factor: float = 0.0
+    channels_last: bool = False  # channels_last memory format for the network and images (faster CPU convolutions)
+    prior_samples: int = 128  # training samples whose targets set a head_prior network's prior (fresh runs)
 
     def __post_init__(self) -> None:
         for name, value in self.check(dataclasses.asdict(self)).items():
@@ -158,6 +165,22 @@ class TrainConfig:
         decay epoch is shifted by ``param_epochs`` (the reference adds 5: body decays at 15 and 17 of 18)."""
         shift = self.param_epochs if self.stage == "param" else 0
         return self.lr / self.lr_decay_factor ** sum(epoch >= e + shift for e in self.lr_decay_epochs)
+
+    def lr_at(self, epoch: int, step: int, total_steps: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based, counted in this stage) in ``epoch`` of a run of
+        ``total_steps`` steps: the step schedule (:meth:`lr_at_epoch`) or the cosine, times the linear warm-up.
+        With the defaults (no warm-up, "step") this is exactly :meth:`lr_at_epoch`, as the reference."""
+        if self.lr_schedule == "cosine":
+            import math
+
+            span = max(total_steps - self.lr_warmup_steps, 1)
+            t = min(max(step - self.lr_warmup_steps, 0) / span, 1.0)
+            lr = self.lr * (self.lr_min_factor + (1 - self.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * t)))
+        else:
+            lr = self.lr_at_epoch(epoch)
+        if step < self.lr_warmup_steps:
+            lr *= (step + 1) / self.lr_warmup_steps
+        return lr
 
 
 class TrainingDiverged(RuntimeError):
@@ -366,7 +389,9 @@ def load_initial_weights(net: I2LMeshNet, path: str | Path) -> bool:
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
         raise CheckpointError(f"{path}: weights do not fit this network ({first})") from None
-    missing = [k for k in result.missing_keys if not k.startswith("param_regressor.")]
+    # A head_prior network may start from a file without the prior: the run then sets it from its data.
+    missing = [k for k in result.missing_keys if not k.startswith("param_regressor.")
+               and k.rpartition(".")[2] not in ("prior_x", "prior_y", "prior_z")]
     unexpected = [k for k in result.unexpected_keys if not k.startswith("param_regressor.")]
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit this network (missing: {', '.join(missing[:5]) or '-'}; "
@@ -503,9 +528,16 @@ def _train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, net: I
             init_param_regressor(net.param_regressor, body_model)
     elif cfg.imagenet_weights != "none":
         load_imagenet_weights(net, cfg.imagenet_weights)
+    if state is None and not param_stage and net.config.head_prior:
+        from .prior import head_prior_is_set, init_head_prior
+
+        if not head_prior_is_set(net):  # a resumed run, or an init_from file with a prior, carries its own
+            init_head_prior(net, train_set, cfg.prior_samples)
     if param_stage and not resume and not cfg.init_from:
         logger.warning("stage 'param' without init_from: training the regressor on the network's current weights")
     net = net.to(env.device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
     if cfg.sync_bn and env.distributed:
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     # The param stage optimises (and, under DDP, synchronises) the regressor alone; the rest is frozen.
@@ -586,16 +618,19 @@ def _train(cfg: TrainConfig, train_set: Dataset, val_set: Dataset | None, net: I
         while ((progress["step"] < total_steps or progress["batch"] >= sampler.batches_per_epoch)
                and progress["epoch"] < end_epoch):
             epoch = progress["epoch"]
-            lr = cfg.lr_at_epoch(epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch)
             sampler.set_epoch(epoch, progress["batch"])
             loader = DataLoader(train_set, generator=_loader_generator(cfg.seed, epoch, env.rank), **loader_kwargs)
             for images, targets, meta in loader:
                 micro = progress["batch"] % cfg.grad_accum_steps
+                if micro == 0:  # a new optimizer step: its learning rate (a function of epoch and step)
+                    lr = cfg.lr_at(epoch, progress["step"], total_steps)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
                 images = images.to(env.device, non_blocking=True)
+                if cfg.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 targets = targets_to(targets, env.device)
                 sync = micro == cfg.grad_accum_steps - 1 or not env.distributed
                 ctx = model.no_sync() if (env.distributed and not sync) else contextlib.nullcontext()

@@ -91,7 +91,8 @@ class I2LMeshNet(nn.Module):
         self.has_posenet = cfg.cascade != "meshnet"
         if self.has_posenet:
             self.pose_backbone = ResNetBackbone(cfg.backbone_depth, with_stem=True)
-            self.pose_net = LixelHead(cfg.backbone_channels, cfg.num_joints, cfg.depth_bins, cfg.deconv_channels)
+            self.pose_net = LixelHead(cfg.backbone_channels, cfg.num_joints, cfg.depth_bins, cfg.deconv_channels,
+                                      feature_size=cfg.input_size // 32, prior=cfg.head_prior)
             self.pose2feat = Pose2Feat(64, cfg.num_joints, cfg.depth_bins, cfg.sigma_bins, mode=cfg.pose2feat)
         else:
             self.pose_backbone = self.pose_net = self.pose2feat = None
@@ -174,7 +175,7 @@ def build_mesh_head(cfg: ModelConfig) -> nn.Module:
     c, v, d = cfg.backbone_channels, cfg.num_vertices, cfg.depth_bins
     if cfg.target == "lixel":
         return LixelHead(c, v, d, cfg.deconv_channels, num_upsample=blocks, marginalisation=cfg.marginalisation,
-                         early=cfg.early_marginalisation, feature_size=feature)
+                         early=cfg.early_marginalisation, feature_size=feature, prior=cfg.head_prior)
     if cfg.target == "xyz-fc":
         return XYZRegressionHead(c, v, cfg.fc_hidden, cfg.heatmap_size, d)
     if cfg.target == "lixel-fc":

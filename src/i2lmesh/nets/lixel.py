@@ -87,7 +87,7 @@ class LixelHead(nn.Module):
 
     def __init__(self, in_channels: int, num_points: int, depth_bins: int, channels: int = 256,
                  num_upsample: int = 3, marginalisation: str = "average", early: bool = False,
-                 feature_size: int | None = None) -> None:
+                 feature_size: int | None = None, prior: bool = False) -> None:
         super().__init__()
         self.depth_bins = depth_bins
         self.channels = channels
@@ -108,6 +108,34 @@ class LixelHead(nn.Module):
         self.conv_z_1 = nn.Conv1d(in_channels, channels * depth_bins, 1)
         self.bn_z_1 = nn.BatchNorm1d(channels * depth_bins)
         self.conv_z_2 = nn.Conv1d(channels, num_points, 1)
+        self.has_prior = prior
+        if prior:
+            # Fixed prior logits (N, bins) per axis, added to the heatmaps' logits (docs/network.md, "Body prior").
+            # Zero (no effect) until set_prior; persistent, so checkpoints carry them.
+            if feature_size is None:
+                raise ValueError("a lixel head with a prior needs the backbone feature size")
+            xy = feature_size * 2 ** num_upsample
+            self.register_buffer("prior_x", torch.zeros(num_points, xy))
+            self.register_buffer("prior_y", torch.zeros(num_points, xy))
+            self.register_buffer("prior_z", torch.zeros(num_points, depth_bins))
+
+    @torch.no_grad()
+    def set_prior(self, mean: torch.Tensor, std: torch.Tensor, min_std: float = 1.0) -> None:
+        """Fill the prior logits with a Gaussian per point and axis: log N(bin; mean, std) up to a constant.
+
+        mean, std (N,3): x, y on the fine ``8h x 8w`` grid the head returns, z in depth bins (e.g. the training
+        targets' mean and standard deviation); std is clamped to >= ``min_std`` fine bins. With the head's own
+        logits at zero (the reference's N(0, 0.001) initialisation) every point then starts near its mean
+        position instead of the heatmap centre. Not in the paper (a documented deviation, ``head_prior``).
+        """
+        if not self.has_prior:
+            raise ValueError("this lixel head was built without a prior (model config head_prior: false)")
+        mean, std = mean.to(self.prior_x), std.to(self.prior_x).clamp_min(min_std)
+        for axis, prior in enumerate((self.prior_x, self.prior_y, self.prior_z)):
+            factor = self.scale if axis < 2 else 1  # fine bins per predicted bin (coarse x/y heatmaps)
+            centre = (mean[:, axis] - (factor - 1) / 2) / factor
+            bins = torch.arange(prior.shape[1], dtype=prior.dtype, device=prior.device)
+            prior.copy_(-0.5 * ((bins - centre[:, None]) / (std[:, axis, None] / factor)).square())
 
     def marginals(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The 1D features of the x and y heatmaps: (B,c',W) and (B,c',H)."""
@@ -128,7 +156,10 @@ class LixelHead(nn.Module):
         fx, fy = self.marginals(feature)
         hm_x = pointwise_conv1d(self.conv_x, fx)
         hm_y = pointwise_conv1d(self.conv_y, fy)
-        return hm_x, hm_y, self.heatmap_z(feature)
+        hm_z = self.heatmap_z(feature)
+        if self.has_prior:
+            return hm_x + self.prior_x, hm_y + self.prior_y, hm_z + self.prior_z
+        return hm_x, hm_y, hm_z
 
     def heatmap_z(self, feature: torch.Tensor) -> torch.Tensor:
         """Logits of the z lixel heatmap (B,N,D) from the globally pooled feature."""
