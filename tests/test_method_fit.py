@@ -392,3 +392,17 @@ def test_network_plus_fit_from_a_checkpoint_weights_the_network_lightly(tmp_path
     assert predictor.method == "network+fit" and predictor.fitter.config.weight_3d == NETWORK_FIT_WEIGHT_3D < 1.0
     assert predictor.fitter.config.warm_iters == BODY_WARM_ITERS
     assert Predictor.for_fitting("body").fitter.config.weight_3d == 1.0  # no network: nothing to weigh
+
+
+def test_cli_starts_without_torch_and_knows_every_dataset_format():
+    """``i2lmesh --help`` and usage errors do not wait for torch; the formats it offers are the loaders'."""
+    import subprocess
+    import sys
+
+    from i2lmesh.cli import DATASET_FORMATS
+    from i2lmesh.data.formats import LOADERS
+
+    assert tuple(sorted(LOADERS)) == DATASET_FORMATS
+    code = "import sys; from i2lmesh.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -271,7 +271,8 @@ def test_detector_keypoints_reach_the_result_in_original_pixels(checkpoint):
     person = predictor.predict(wide)[0]
     np.testing.assert_allclose(person.keypoints_2d_px, keypoints, rtol=1e-6)
     doc = person.to_dict()
-    assert doc["detector_keypoints"] == {"set": "test2", "xy_px": keypoints.tolist(), "scores": [0.8, 0.4]}
+    assert doc["detector_keypoints"] == {"set": "test2", "names": None, "xy_px": keypoints.tolist(),
+                                         "scores": [0.8, 0.4]}  # names: None for a set nobody defined
     assert doc["side"] == "left" and doc["detector_score"] == 0.9
 
 

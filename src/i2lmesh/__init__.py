@@ -7,18 +7,23 @@ import os as _os
 _os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from .config import PRESETS, ModelConfig, get_preset
-from .nets.factory import CheckpointError, build_network, load_network, save_network
-from .nets.i2l import I2LMeshNet, I2LOutput
 
 __version__ = "0.1.0"
 
+# Imported on first use (PEP 562), so that ``import i2lmesh`` and the command line's --help and usage errors do not
+# wait for torch (~2 s on an idle machine, ~10 s on a busy one) or the inference stack (OpenCV, rendering).
+_LAZY = {"CheckpointError": ".nets.factory", "build_network": ".nets.factory", "load_network": ".nets.factory",
+         "save_network": ".nets.factory", "I2LMeshNet": ".nets.i2l", "I2LOutput": ".nets.i2l",
+         "Predictor": ".inference"}
+
 
 def __getattr__(name: str):
-    """``i2lmesh.Predictor`` without importing the inference stack (OpenCV, rendering) for every user."""
-    if name == "Predictor":
-        from .inference import Predictor
+    if name in _LAZY:
+        import importlib
 
-        return Predictor
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'i2lmesh' has no attribute {name!r}")
 
 

@@ -28,6 +28,11 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# The dataset formats of ``data.formats.LOADERS``, named here so that building the parser imports no torch
+# (tests/test_method_fit.py checks that the two lists agree).
+DATASET_FORMATS = ("coco", "freihand", "h36m", "i2lmesh", "muco", "pw3d", "surreal")
+
+
 class UserError(Exception):
     """An error caused by the user's input; printed as one line, exit code 2."""
 

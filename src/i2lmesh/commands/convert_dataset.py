@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..data.formats import LOADERS, load_records
-from ..data.formats.i2lmesh import write_dataset
+from ..cli import DATASET_FORMATS
 
 HELP = "convert a dataset (h36m, coco, muco, pw3d, freihand, surreal, i2lmesh) to the i2lmesh format"
 
@@ -13,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", required=True, choices=sorted(LOADERS), help="the source dataset's format")
+    parser.add_argument("--format", required=True, choices=DATASET_FORMATS, help="the source dataset's format")
     parser.add_argument("--root", required=True, help="the source dataset's folder (layout: docs/datasets.md)")
     parser.add_argument("--split", default="train", choices=("train", "test"), help="which split (default train)")
     parser.add_argument("--out", required=True, help="output folder (annotations.json and side files)")
@@ -34,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.formats import load_records
+    from ..data.formats.i2lmesh import write_dataset
+
     records = load_records(args.format, args.root, args.split, model_path=args.body_model_path,
                            fit_regressor=getattr(args, "fit_regressor", None),
                            check_fits=not getattr(args, "no_fit_check", False),

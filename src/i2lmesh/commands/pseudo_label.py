@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 
-from ..data.formats import LOADERS
+from ..cli import DATASET_FORMATS
 
 HELP = "fit Anny to a dataset's keypoints (or detected ones on photos/videos): a pseudo-labelled dataset"
 
@@ -22,7 +22,7 @@ FAST_STAGES = ((10.0, 10.0, 10, 10.0), (1.0, 1.0, 5, 1.0))
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_argument_group("source (a dataset, or photos and videos)")
-    src.add_argument("--format", choices=sorted(LOADERS), help="the source dataset's format (docs/datasets.md)")
+    src.add_argument("--format", choices=DATASET_FORMATS, help="the source dataset's format (docs/datasets.md)")
     src.add_argument("--root", help="the source dataset's folder")
     src.add_argument("--split", default="train", help="split of the source dataset (default train)")
     src.add_argument("--images", help="a photo, a video, or a folder of them: people (hands) found by the detector")
