@@ -315,6 +315,19 @@ def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
     return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True)
 
 
+def _method(args) -> str:
+    """``--method`` (default: network with a checkpoint, else fit); UserError (exit 2) when the method and the
+    checkpoint do not go together."""
+    from ..cli import UserError
+
+    method = args.method or ("network" if args.checkpoint is not None else "fit")
+    if method == "fit" and args.checkpoint is not None:
+        raise UserError("--method fit uses no checkpoint; drop --checkpoint, or use --method network+fit")
+    if method != "fit" and args.checkpoint is None:
+        raise UserError(f"--method {method} needs --checkpoint (a trained network); --method fit needs none")
+    return method
+
+
 def _make_predictor(args):
     """The Predictor of ``--method`` (default: network with a checkpoint, else fit); UserError (exit 2) when the
     method and the checkpoint do not go together or the checkpoint cannot be used."""
@@ -322,11 +335,7 @@ def _make_predictor(args):
     from ..inference.predictor import BadInputError, Predictor
     from ..nets.factory import CheckpointError
 
-    method = args.method or ("network" if args.checkpoint is not None else "fit")
-    if method == "fit" and args.checkpoint is not None:
-        raise UserError("--method fit uses no checkpoint; drop --checkpoint, or use --method network+fit")
-    if method != "fit" and args.checkpoint is None:
-        raise UserError(f"--method {method} needs --checkpoint (a trained network); --method fit needs none")
+    method = _method(args)
     try:
         if method == "fit":
             if args.threads is not None:
@@ -344,11 +353,17 @@ def _make_predictor(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    # Options and files are checked with modules that do not import torch, so that a usage error or a run whose
+    # every input is unusable answers at once instead of after loading torch and the models (seconds to a minute).
     from ..cli import UserError
     from ..inference.detect import DetectorUnavailable, load_boxes_json
-    from ..inference.predictor import MAX_THREADS, BadInputError, check_focal, check_root_depth
+    from ..inference.errors import MAX_THREADS, BadInputError, check_focal, check_root_depth
+    from ..inference.images import file_problem
     from ..inference.video import is_video
 
+    _method(args)
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UserError(f"{args.checkpoint}: checkpoint file not found")
     try:  # the Predictor's own checks, applied once here so that a bad value stops the run (exit 2)
         if args.focal is not None:
             check_focal(args.focal, "--focal")
@@ -377,6 +392,12 @@ def run(args: argparse.Namespace) -> int:
                     ", ".join(repr(k) for k in unused[:5]) + (f" (+{len(unused) - 5} more)" if len(unused) > 5 else ""))
     if not files:
         raise UserError("no images or videos found in " + ", ".join(str(p) for p in args.inputs))
+    problems = [(path, file_problem(path)) for path in files]
+    if all(problem for _, problem in problems):  # nothing to do: say so per input without loading anything
+        for path, problem in problems:
+            print(f"i2lmesh demo: skipped: {path}: {problem}", file=sys.stderr)
+        log.info("demo: 0 of %d input(s) done", len(files))
+        return 1
     predictor = _make_predictor(args)
     needs_detector = [f for f in files if _boxes_for(f, args, boxes_json) is None]
     if needs_detector:

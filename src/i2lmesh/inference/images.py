@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import BadInputError
 
@@ -170,7 +169,7 @@ def as_loaded_image(image: Any, max_side: int = MAX_IMAGE_SIDE_PX, name: str = "
         return image
     if isinstance(image, (str, os.PathLike)):
         return read_image(image, max_side)
-    if isinstance(image, torch.Tensor):
+    if type(image).__module__.split(".")[0] == "torch":  # a tensor (torch is not imported here for the rest)
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
         raise BadInputError(f"{name}: expected an image path or a numpy HxWx3 RGB array, got "

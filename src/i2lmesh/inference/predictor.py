@@ -34,7 +34,8 @@ from ..fitting.keypoints import get_keypoint_set
 from ..geometry.camera import decode_to_camera, heatmap_to_crop_px, project
 from ..geometry.crop import apply_affine, crop_transforms, process_bbox
 from .detect import Detection, DetectorUnavailable, create_detector
-from .errors import BadInputError
+from .errors import (FOCAL_RANGE_PX, MAX_THREADS, ROOT_DEPTH_RANGE_M, BadInputError, check_focal,  # noqa: F401
+                     check_root_depth)
 from .images import (IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE_PX, LoadedImage, as_loaded_image, file_problem,
                      read_image)
 from .keypoint_fit import (METHODS, MIN_KEYPOINTS, NETWORK_FIT_2D_EXCLUDED, RESIDUAL_WARNING_FRACTION, FitTarget,
@@ -43,12 +44,6 @@ from .root_depth import ASSUMED_BOX_SIZE_M, image_intrinsics, k_value_root_depth
 
 log = logging.getLogger(__name__)
 
-# Plausible camera values; beyond them the outputs are absurd or overflow (a focal of 1e30 px puts the person
-# 1e28 m away), so they are refused. Focal: a fisheye on a thumbnail (~1 px) to a 800 mm lens on 3.8 um pixels
-# (~2e5 px). Root depth: 1 cm (a hand on the lens) to 10 km.
-FOCAL_RANGE_PX = (1.0, 1e6)
-ROOT_DEPTH_RANGE_M = (0.01, 1e4)
-MAX_THREADS = 1024  # torch.set_num_threads overflows on absurd counts
 MAX_BOXES_PER_IMAGE = 100  # more user boxes for one image are refused (each is a network crop: minutes)
 MAX_BOX_COORDINATE_PX = 1e7  # |x|, |y|, w, h of a user box (the box is then clipped to the image)
 # Box width/height ranges that a person's box takes (beyond them a box gets a warning, ``box_shape_warning``).
@@ -195,26 +190,6 @@ def heatmap_confidence(joint_spread_bins: np.ndarray, heatmap_size: int) -> floa
     """1 - mean x/y joint spread / the std of a uniform distribution over the heatmap, clipped to [0, 1]."""
     uniform = math.sqrt((heatmap_size ** 2 - 1) / 12.0)
     return float(np.clip(1.0 - np.mean(np.asarray(joint_spread_bins)[:, :2]) / uniform, 0.0, 1.0))
-
-
-def _in_range(value: Any, name: str, unit: str, bounds: tuple[float, float]) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"{name} must be a number of {unit}, got {str(value)[:60]!r}") from None
-    if not (math.isfinite(number) and bounds[0] <= number <= bounds[1]):
-        raise BadInputError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g} {unit}, got {value}")
-    return number
-
-
-def check_focal(value: Any, name: str = "focal length") -> float:
-    """A focal length in pixels as float, or BadInputError (one line) outside ``FOCAL_RANGE_PX``."""
-    return _in_range(value, name, "pixels", FOCAL_RANGE_PX)
-
-
-def check_root_depth(value: Any, name: str = "root depth") -> float:
-    """A root depth in metres as float, or BadInputError (one line) outside ``ROOT_DEPTH_RANGE_M``."""
-    return _in_range(value, name, "metres", ROOT_DEPTH_RANGE_M)
 
 
 def _user_boxes(boxes: Any, source: str) -> np.ndarray:

@@ -25,7 +25,8 @@ from typing import Iterator
 import numpy as np
 
 from ..export.atomic import discard, temporary_path
-from .predictor import BadInputError, file_problem
+from .errors import BadInputError
+from .images import file_problem
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 DEFAULT_FPS = 25.0  # when the container does not say
