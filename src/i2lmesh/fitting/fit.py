@@ -300,14 +300,22 @@ def _initial_translation(points: torch.Tensor, data: _Data, conf: torch.Tensor) 
     than two confident keypoints there is no spread: the depth is then 2.5 model sizes (4.5 m for a body)."""
     K, kp2d = data.K, data.kp2d
     f = 0.5 * (K[:, 0, 0] + K[:, 1, 1])
-    c3 = _weighted_mean(points, conf)
-    c2 = _weighted_mean(kp2d, conf)
-    spread3 = (((points[..., :2] - c3[..., :2]) ** 2).sum(-1) * conf).sum(1) / conf.sum(1).clamp_min(1e-6)
-    spread2 = (((kp2d - c2) ** 2).sum(-1) * conf).sum(1) / conf.sum(1).clamp_min(1e-6)
-    depth = f * spread3.clamp_min(1e-8).sqrt() / spread2.clamp_min(1e-8).sqrt()
+    depth = f * _spread(points[..., :2], conf) / _spread(kp2d, conf)
     depth = torch.where((conf > 0).sum(1) >= 2, depth, torch.full_like(depth, 2.5 * data.size_m)).clamp(0.05, 1e4)
-    xy = (c2[:, 0] - K[:, :2, 2]) / torch.stack([K[:, 0, 0], K[:, 1, 1]], -1) * depth[:, None]
-    return torch.cat([xy, depth[:, None]], -1) - c3[:, 0]
+    return _on_ray(_weighted_mean(kp2d, conf)[:, 0], depth, K) - _weighted_mean(points, conf)[:, 0]
+
+
+def _spread(points: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """(N,) root of the confidence-weighted mean squared distance of points (N, K, D) from their weighted centroid."""
+    centre = _weighted_mean(points, conf)
+    squared = (((points - centre) ** 2).sum(-1) * conf).sum(1) / conf.sum(1).clamp_min(1e-6)
+    return squared.clamp_min(1e-8).sqrt()
+
+
+def _on_ray(uv: torch.Tensor, depth: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """(N, 3) camera points at ``depth`` (N,) metres on the rays of pixels uv (N, 2) of K (N, 3, 3)."""
+    xy = (uv - K[:, :2, 2]) / torch.stack([K[:, 0, 0], K[:, 1, 1]], -1) * depth[:, None]
+    return torch.cat([xy, depth[:, None]], -1)
 
 
 @torch.no_grad()
@@ -320,14 +328,9 @@ def _follow_keypoints(setup: _Setup, pose: torch.Tensor, shape: torch.Tensor, tr
     _, kp = setup.model.exact(pose, shape, trans)
     conf, K = data.conf2d, data.K
     usable = (conf > 0).sum(1) >= 2
-    uv = _project(kp, K)
-    c_uv, c2 = _weighted_mean(uv, conf), _weighted_mean(data.kp2d, conf)  # (B, 1, 2)
-    spread_uv = (((uv - c_uv) ** 2).sum(-1) * conf).sum(1).clamp_min(1e-8).sqrt()
-    spread2 = (((data.kp2d - c2) ** 2).sum(-1) * conf).sum(1).clamp_min(1e-8).sqrt()
     c3 = _weighted_mean(kp, conf)[:, 0]  # (B, 3)
-    depth = c3[:, 2] * (spread_uv / spread2).clamp(0.5, 2.0)
-    xy = (c2[:, 0] - K[:, :2, 2]) / torch.stack([K[:, 0, 0], K[:, 1, 1]], -1) * depth[:, None]
-    moved = trans + torch.cat([xy, depth[:, None]], -1) - c3
+    depth = c3[:, 2] * (_spread(_project(kp, K), conf) / _spread(data.kp2d, conf)).clamp(0.5, 2.0)
+    moved = trans + _on_ray(_weighted_mean(data.kp2d, conf)[:, 0], depth, K) - c3
     return torch.where((usable & (c3[:, 2] > 0))[:, None], moved, trans)
 
 

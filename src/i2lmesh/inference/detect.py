@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -77,6 +77,13 @@ class Detection:
     side: str | None = None
     side_score: float | None = None
     track_id: int | None = None  # set by a video's PersonTracker (inference.tracking)
+
+    def scaled(self, factor: float) -> "Detection":
+        """A copy with the box and the 2D keypoints in pixels ``factor`` times as large (e.g. working <-> original
+        image pixels); scores, 3D keypoints (metres), side and track unchanged."""
+        return replace(self, box_xywh=np.asarray(self.box_xywh, np.float64) * factor,
+                       keypoints_xy=None if self.keypoints_xy is None
+                       else np.asarray(self.keypoints_xy, np.float64) * factor)
 
 
 def parse_bbox(text: str, what: str = "--bbox") -> np.ndarray:

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +219,8 @@ def _given_detections(boxes: Any, loaded: LoadedImage) -> list[Detection]:
     if isinstance(boxes, (list, tuple)) and boxes and all(isinstance(b, Detection) for b in boxes):
         if len(boxes) > MAX_BOXES_PER_IMAGE:
             raise BadInputError(f"{loaded.source}: {len(boxes)} boxes for one image (at most {MAX_BOXES_PER_IMAGE})")
-        s = loaded.scale
-        return [Detection(_user_boxes(d.box_xywh, loaded.source)[0] * s, float(d.score), d.source,
-                          None if d.keypoints_xy is None else np.asarray(d.keypoints_xy, np.float64) * s,
-                          d.keypoint_scores, d.keypoint_set, d.keypoints_3d_m, d.side, d.side_score, d.track_id)
-                for d in boxes]
+        checked = [replace(d, box_xywh=_user_boxes(d.box_xywh, loaded.source)[0], score=float(d.score)) for d in boxes]
+        return [d.scaled(loaded.scale) for d in checked]
     return [Detection(b * loaded.scale, 1.0, "user") for b in _user_boxes(boxes, loaded.source)]
 
 

@@ -111,11 +111,8 @@ class VideoPredictor:
         predictor = self.predictor
         loaded = as_loaded_image(frame, name=name)
         if self.boxes is None:
-            s = loaded.scale  # detections come in working pixels; predict takes original ones
-            detections = [Detection(d.box_xywh / s, d.score, d.source,
-                                    None if d.keypoints_xy is None else d.keypoints_xy / s, d.keypoint_scores,
-                                    d.keypoint_set, d.keypoints_3d_m, d.side, d.side_score)
-                          for d in predictor.detect(loaded.rgb)]
+            # detections come in working pixels; predict takes original ones
+            detections = [d.scaled(1.0 / loaded.scale) for d in predictor.detect(loaded.rgb)]
         else:  # the same boxes in every frame (a bad one raises BadInputError)
             detections = [Detection(b, 1.0, "user") for b in _user_boxes(self.boxes, loaded.source)]
         tracks = self.tracker.update(detections)
