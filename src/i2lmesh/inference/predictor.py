@@ -646,11 +646,10 @@ class Predictor:
         best = int(np.argmax(ious))
         if ious[best] < 0.3:
             return det
-        f = found[best]
-        return Detection(det.box_xywh, det.score, det.source, keypoints_xy=f.keypoints_xy + shift[:2],
-                         keypoint_scores=f.keypoint_scores, keypoint_set=f.keypoint_set,
-                         keypoints_3d_m=f.keypoints_3d_m, side=f.side if det.side is None else det.side,
-                         side_score=f.side_score, track_id=det.track_id)
+        f = found[best]  # its keypoints, the caller's box
+        return replace(det, keypoints_xy=f.keypoints_xy + shift[:2], keypoint_scores=f.keypoint_scores,
+                       keypoint_set=f.keypoint_set, keypoints_3d_m=f.keypoints_3d_m,
+                       side=f.side if det.side is None else det.side, side_score=f.side_score)
 
     def _fit(self, crops: list[_Crop], loaded_images: list[LoadedImage], people: list,
              timings: dict[str, float]) -> None:
@@ -738,18 +737,10 @@ class Predictor:
         fit["evaluations"] = None if result.evaluations is None else int(result.evaluations[b])
         fit["warm_start"] = crop.init is not None
         warnings = list(crop.warnings) + (list(network.warnings) if network is not None else [])
-        size = max(crop.box[2], crop.box[3]) / s
-        if (fit["median_residual_px"] is not None and fit["median_residual_px"] > RESIDUAL_WARNING_FRACTION * size
-                and crop.init is None):  # (a warm fit this far off is redone cold, and warned about then)
-            who = "" if det.track_id is None else f"person {det.track_id}: "
-            message = (f"{who}fit: median keypoint residual {fit['median_residual_px']:.1f} px is more than "
-                       f"{RESIDUAL_WARNING_FRACTION:.0%} of the box; the mesh may not match the person")
-            log.warning("%s: %s", loaded.source, message)
-            warnings.append(message)
         names = list(model.joint_set.names)
         root = int(model.joint_set.root_index)
         params = {k: v[b].detach().cpu().numpy() for k, v in result.params.items()}
-        return PersonResult(
+        person = PersonResult(
             kind=self.kind, vertices_m=vertices.astype(np.float32), joints_m=joints.astype(np.float32),
             joints_2d_px=joints_px.astype(np.float32), faces=model.faces.cpu().numpy().astype(np.int64),
             joint_names=names, root_index=root, box_xywh=crop.box / s, box_processed_xywh=crop.processed / s,
@@ -762,6 +753,13 @@ class Predictor:
             keypoints_2d_px=None if det.keypoints_xy is None else (det.keypoints_xy / s).astype(np.float32),
             keypoint_scores=det.keypoint_scores, keypoint_set=det.keypoint_set, side=det.side, method=self.method,
             fit=fit, fit_params=params, track_id=det.track_id, box_index=crop.box_index)
+        if crop.init is None and self._fit_is_off(person):  # (a warm fit this far off is redone cold: warned then)
+            who = "" if det.track_id is None else f"person {det.track_id}: "
+            message = (f"{who}fit: median keypoint residual {fit['median_residual_px']:.1f} px is more than "
+                       f"{RESIDUAL_WARNING_FRACTION:.0%} of the box; the mesh may not match the person")
+            log.warning("%s: %s", loaded.source, message)
+            person.warnings.append(message)
+        return person
 
     def _decode(self, crop: _Crop, out: dict[str, np.ndarray], loaded: LoadedImage) -> PersonResult:
         cfg = self.config
