@@ -149,23 +149,21 @@ def _strict_json(text: str):
 
 def _check_outputs(out: Path) -> None:
     """Every JSON written parses strictly (no NaN/Infinity); every mesh and array is finite."""
-    from i2lmesh.export.meshes import read_glb, read_obj, read_ply
+    import trimesh
 
     if not out.exists():
         return
     for path in sorted(out.rglob("*")):
         if path.suffix == ".json":
             _strict_json(path.read_text())
-        elif path.suffix == ".obj":
-            vertices, _ = read_obj(path)
-            assert np.all(np.isfinite(vertices)), f"{path.name}: non-finite vertices"
-        elif path.suffix == ".glb":
-            _, meshes = read_glb(path)
-            assert all(np.all(np.isfinite(v)) for v, _ in meshes), f"{path.name}: non-finite vertices"
-        elif path.suffix == ".ply":
-            vertices, _, extra = read_ply(path)
-            assert np.all(np.isfinite(vertices)), f"{path.name}: non-finite vertices"
-            assert all(np.all(np.isfinite(v)) for v in extra.values()), f"{path.name}: non-finite values"
+        elif path.suffix in (".obj", ".glb", ".ply"):
+            loaded = trimesh.load(path, process=False, force="scene")
+            assert loaded.geometry, f"{path.name}: no mesh"
+            assert all(np.all(np.isfinite(m.vertices)) for m in loaded.geometry.values()), \
+                f"{path.name}: non-finite vertices"
+            if path.suffix == ".ply":
+                vertex = next(iter(loaded.geometry.values())).metadata["_ply_raw"]["vertex"]["data"]
+                assert all(np.all(np.isfinite(vertex[n])) for n in vertex.dtype.names), f"{path.name}: non-finite"
         elif path.suffix == ".npz":
             with np.load(path) as data:
                 for name in data.files:

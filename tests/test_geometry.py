@@ -167,6 +167,75 @@ def test_axis_angle_round_trip_including_near_pi_and_zero():
     np.testing.assert_allclose(mats, Rotation.from_rotvec(aa).as_matrix(), atol=1e-12)
 
 
+def test_procrustes_matches_kabsch_from_scipy_on_noisy_points():
+    # Not an exact similarity: the expected fit from scipy's Kabsch rotation (align_vectors, proper rotations
+    # only) and Umeyama's closed forms c = tr(R^T M) / var(a), t = mu_b - c R mu_a, in float64.
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(3, 25, 3))
+    b = 1.7 * a @ axis_angle_to_matrix(np.array([0.3, -2.0, 1.1])).T + 0.4 + rng.normal(size=a.shape) * 0.3
+    b[2] = a[2] * np.array([-1.0, 1.0, 1.0])  # a mirror image: the best proper rotation
+    c, r, t = similarity_transform(a, b)
+    aligned = procrustes_align(a, b)
+    for k in range(3):
+        a0, b0 = a[k] - a[k].mean(0), b[k] - b[k].mean(0)
+        rot = Rotation.align_vectors(b0, a0)[0].as_matrix()
+        scale = np.trace(rot.T @ (b0.T @ a0)) / (a0 ** 2).sum()
+        np.testing.assert_allclose(r[k], rot, rtol=0, atol=1e-12)
+        assert c[k] == pytest.approx(scale, rel=1e-12)
+        np.testing.assert_allclose(t[k], b[k].mean(0) - scale * rot @ a[k].mean(0), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(aligned[k], scale * a[k] @ rot.T + t[k], rtol=0, atol=1e-12)
+    torch_c, torch_r, _ = similarity_transform(torch.as_tensor(a), torch.as_tensor(b))
+    assert torch_r.dtype == torch.float64 and np.allclose(torch_r.numpy(), r, atol=1e-12)
+
+
+def test_axis_angle_from_matrix_matches_scipy_and_keeps_the_sign_at_pi():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(8)
+    rotations = Rotation.random(500, random_state=9)
+    mats = rotations.as_matrix()
+    np.testing.assert_allclose(matrix_to_axis_angle(mats), rotations.as_rotvec(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(matrix_to_axis_angle(torch.as_tensor(mats)).numpy(), rotations.as_rotvec(),
+                               rtol=0, atol=1e-12)
+    # Tiny angles: R = I + [w]x to first order, and back.
+    w = rng.normal(size=(4, 3)) * 1e-9
+    skew = np.zeros((4, 3, 3))
+    skew[:, [2, 0, 1], [1, 2, 0]] = w
+    skew -= np.swapaxes(skew, 1, 2)
+    np.testing.assert_allclose(axis_angle_to_matrix(w), np.eye(3) + skew, rtol=0, atol=1e-17)
+    np.testing.assert_allclose(matrix_to_axis_angle(np.eye(3) + skew), w, rtol=0, atol=1e-17)
+    # Exactly pi: the axis of the largest quaternion component, positive (as before roma; its shortest_arc would
+    # give -pi x here). Same rotation either way, but the stored vectors stay the same numbers.
+    expected = np.array([[math.pi, 0, 0], [0, math.pi, 0], [0, 0, math.pi], [math.pi / 2 ** 0.5] * 2 + [0]])
+    pis = np.stack([np.diag([1.0, -1, -1]), np.diag([-1.0, 1, -1]), np.diag([-1.0, -1, 1]),
+                    np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, -1]])])
+    np.testing.assert_allclose(matrix_to_axis_angle(pis), expected, rtol=0, atol=1e-15)
+
+
+def test_rot6d_layout_is_the_reference_row_major_3x2():
+    from i2lmesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+    # Rz(90 deg): columns (0, 1, 0) and (-1, 0, 0); row-major 3x2 = (c1x, c2x, c1y, c2y, c1z, c2z).
+    rz = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)
+    code = torch.tensor([0.0, -1, 1, 0, 0, 0], dtype=torch.float64)
+    assert torch.equal(matrix_to_rot6d(rz), code) and torch.equal(rot6d_to_matrix(code), rz)
+    # Gram-Schmidt of columns a1 = x[0, 2, 4], a2 = x[1, 3, 5]: a1 = (2, 0, 0), a2 = (3, 5, 0) -> the identity,
+    # whereas Zhou et al.'s own layout (a1 = x[0:3], a2 = x[3:6]) would read a1 = (2, 3, 0), a2 = (0, 5, 0).
+    assert torch.equal(rot6d_to_matrix(torch.tensor([2.0, 3, 0, 5, 0, 0], dtype=torch.float64)),
+                       torch.eye(3, dtype=torch.float64))
+    x = torch.as_tensor(np.random.default_rng(3).normal(size=(4, 5, 6)))
+    a1, a2 = x[..., 0::2], x[..., 1::2]
+    b1 = a1 / a1.norm(dim=-1, keepdim=True)
+    b2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = b2 / b2.norm(dim=-1, keepdim=True)
+    expected = torch.stack([b1, b2, torch.linalg.cross(b1, b2, dim=-1)], dim=-1)
+    torch.testing.assert_close(rot6d_to_matrix(x), expected, rtol=0, atol=1e-15)
+    # A zero code gives zeros, not NaN (as torch.nn.functional.normalize did).
+    assert torch.equal(rot6d_to_matrix(torch.zeros(6)), torch.zeros(3, 3))
+
+
 def test_flip_pose_twice_is_identity_and_mirrors_rotations():
     rng = np.random.default_rng(5)
     pose = rng.normal(size=(2, 72))

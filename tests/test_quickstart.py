@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
+from metric_bounds import ground_truth, pa_error_bounds_mm
 from PIL import Image
 
+from i2lmesh import load_network
 from i2lmesh.cli import main
 
 
@@ -14,9 +16,13 @@ def test_quickstart_writes_report_results_and_pictures(tmp_path, anny_body):
                  "--workers", "1", "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] >= 1 and results["val_samples"] == 4
-    for key in ("mpjpe_mm", "pa_mpjpe_mm", "mpvpe_mm", "pa_mpvpe_mm"):
-        assert 0 < results["val_after_training"][key] < 5000
-    assert 0 < results["mean_pose_baseline"]["mpjpe_mm"] < 2000
+    # Not a 0-5000 mm range: the PA errors of the trained network and of the mean-pose baseline are below the
+    # ground truth's spread (tests/metric_bounds.py), whatever the network learnt in its few steps.
+    after, baseline = results["val_after_training"], results["mean_pose_baseline"]
+    net, _ = load_network(results["checkpoint"])
+    bounds = pa_error_bounds_mm(ground_truth(out / "data" / "val", net))
+    for key, bound in bounds.items():
+        assert 0 < after[key] <= bound and 0 < baseline[key] <= bound, (key, after[key], baseline[key], bound)
     report = (out / "report.md").read_text()
     assert "| MPJPE |" in report and "predictions.png" in report
     picture = Image.open(out / "predictions.png")

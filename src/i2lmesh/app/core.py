@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import struct
 import tempfile
 import threading
 import time
@@ -106,49 +105,6 @@ def uncertainty_colors(uncertainty_mm: np.ndarray, red_mm: float = UNCERTAINTY_R
     lo = np.minimum(np.floor(t).astype(int), len(_RAMP) - 2)
     frac = (t - lo)[:, None]
     return (_RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac).astype(np.float32)
-
-
-def add_vertex_colors(path: str | os.PathLike, colors: Sequence[np.ndarray | None]) -> Path:
-    """Give the meshes of a GLB written by :func:`~i2lmesh.export.meshes.write_glb` per-vertex colours.
-
-    colors: one (V_i, 3) RGB array in [0, 1] per mesh, or None to keep that mesh's material colour. A coloured
-    mesh gets a ``COLOR_0`` attribute (float32 VEC3) and a white material (glTF multiplies the two). The file is
-    rewritten atomically. Raises ValueError for a file that is not such a GLB or colours of the wrong shape."""
-    from ..export.atomic import atomic_write
-
-    path = Path(path)
-    data = path.read_bytes()
-    magic, version, length = struct.unpack_from("<III", data, 0)
-    if magic != 0x46546C67 or version != 2 or length != len(data):
-        raise ValueError(f"{path}: not a glTF 2.0 binary")
-    json_len, _ = struct.unpack_from("<II", data, 12)
-    gltf = json.loads(data[20:20 + json_len])
-    blob = bytearray(data[28 + json_len:]) if 20 + json_len < len(data) else bytearray()
-    if len(colors) != len(gltf["meshes"]):
-        raise ValueError(f"{path}: {len(colors)} colour arrays for {len(gltf['meshes'])} meshes")
-    for mesh, rgb in zip(gltf["meshes"], colors):
-        if rgb is None:
-            continue
-        primitive = mesh["primitives"][0]
-        count = gltf["accessors"][primitive["attributes"]["POSITION"]]["count"]
-        rgb = np.clip(np.asarray(rgb, np.float32), 0.0, 1.0)
-        if rgb.shape != (count, 3):
-            raise ValueError(f"{path}: colours of shape {rgb.shape} for a mesh of {count} vertices")
-        raw = rgb.astype("<f4").tobytes()
-        gltf["bufferViews"].append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(raw), "target": 34962})
-        gltf["accessors"].append({"bufferView": len(gltf["bufferViews"]) - 1, "componentType": 5126,
-                                  "count": int(count), "type": "VEC3"})
-        blob += raw  # float32 data: stays 4-byte aligned
-        primitive["attributes"]["COLOR_0"] = len(gltf["accessors"]) - 1
-        gltf["materials"][primitive["material"]]["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]
-    gltf["buffers"] = [{"byteLength": len(blob)}]
-    text = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((-len(text)) % 4)
-    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(struct.pack("<III", 0x46546C67, 2, 12 + 8 + len(text) + 8 + len(blob)))
-        fh.write(struct.pack("<II", len(text), 0x4E4F534A) + text)
-        fh.write(struct.pack("<II", len(blob), 0x004E4942) + bytes(blob))
-    return path
 
 
 def joint_rows(results: Sequence[Any]) -> list[list[Any]]:
@@ -427,12 +383,11 @@ class MeshService:
         Image.fromarray(overlay_picture(rgb, results, K_work, self.render_backend, max_side=1280)).save(overlay)
         if not results:
             return overlay, None
-        glb = write_glb(folder / f"{stem}.glb", [(r.vertices_m, r.faces) for r in results],
-                        colors=[PALETTE[i % len(PALETTE)] for i in range(len(results))])
+        # Meshes with a per-vertex uncertainty are coloured by it (COLOR_0), the others keep their palette colour.
         colours = [None if getattr(r, "vertex_uncertainty_mm", None) is None else
                    uncertainty_colors(r.vertex_uncertainty_mm) for r in results]
-        if any(c is not None for c in colours):
-            add_vertex_colors(glb, colours)
+        glb = write_glb(folder / f"{stem}.glb", [(r.vertices_m, r.faces) for r in results],
+                        colors=[PALETTE[i % len(PALETTE)] for i in range(len(results))], vertex_colors=colours)
         return overlay, glb
 
     def _K(self, predictor, results, loaded) -> np.ndarray:
@@ -525,4 +480,4 @@ class MeshService:
 
 
 __all__ = ["MeshService", "RunResult", "ItemView", "ServiceError", "JOINT_COLUMNS", "METHOD_LABELS",
-           "uncertainty_colors", "add_vertex_colors", "joint_rows", "one_line", "UNCERTAINTY_RED_MM"]
+           "uncertainty_colors", "joint_rows", "one_line", "UNCERTAINTY_RED_MM"]

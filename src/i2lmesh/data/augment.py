@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bodymodels.joint_sets import JointSet, SMPL_29
+from ..bodymodels.joint_sets import JointSet
+from ..bodymodels.smpl import SMPL_POSE_FLIP_PAIRS  # re-exported: SMPL.pose_flip_pairs, for callers of flip_body_params
 from ..geometry.rotations import axis_angle_to_matrix, flip_axis_angle_pose, matrix_to_axis_angle, rotation_z
 
 SCALE_FACTOR = 0.25      # scale in [0.75, 1.25]
@@ -21,9 +22,6 @@ ROTATION_FACTOR_DEG = 30.0  # rot = clip(N(0,1), -2, 2) * 30 -> +-60 degrees
 ROTATION_PROB = 0.6
 FLIP_PROB = 0.5
 COLOUR_FACTOR = 0.2      # per-channel multiplier in [0.8, 1.2]
-
-# Left/right pairs of SMPL's 24 pose rotations (the first 24 joints of SMPL_29).
-SMPL_POSE_FLIP_PAIRS: tuple[tuple[int, int], ...] = tuple(p for p in SMPL_29.flip_pairs if max(p) < 24)
 
 
 @dataclass(frozen=True)
@@ -34,10 +32,6 @@ class Augmentation:
     rot_deg: float = 0.0
     flip: bool = False
     colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    @property
-    def is_identity(self) -> bool:
-        return self == Augmentation()
 
 
 NO_AUGMENTATION = Augmentation()

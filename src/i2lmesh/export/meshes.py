@@ -1,34 +1,38 @@
-"""Mesh and result files: OBJ, PLY (binary), GLB (glTF 2.0 binary, written by hand), JSON and NPZ.
+"""Mesh and result files: OBJ, PLY (binary), GLB (glTF 2.0 binary), JSON and NPZ.
+
+The mesh files are made by trimesh (``trimesh.exchange``: ``export_obj``, ``export_ply``, ``export_glb``), which
+also reads them back (``trimesh.load``); what is ours is the content: frames, names, colours, per-vertex values.
 
 Coordinates: OBJ, PLY, JSON and NPZ keep the camera frame of the predictions (x right, y down, z forward, metres),
 as the reference's demo writes its OBJ. GLB follows glTF's convention (y up, the viewer looking down -z), so its
 vertices are the camera frame turned 180 degrees about x: (x, -y, -z); viewers then show the person upright and
-facing them. Several meshes (people) go in one file: OBJ objects, one PLY with concatenated vertices, GLB nodes.
+facing them. Several meshes (people) go in one file: OBJ objects ``person_i``, one PLY with concatenated vertices,
+GLB nodes and meshes ``person_i`` in order. Per-vertex values: PLY float32 vertex properties (the demo's
+``uncertainty_mm``); GLB ``COLOR_0`` colours (the web page's uncertainty colours, unsigned bytes, normalised).
 Every writer is atomic (:mod:`i2lmesh.export.atomic`): a crash never leaves a truncated file under the final name.
-No dependency beyond numpy; small readers for the same files serve the tests and quick checks.
+trimesh is imported inside the writers (about 1 s), so writing only JSON does not load it.
 """
 from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write, atomic_write_text
+from .atomic import atomic_write, atomic_write_bytes, atomic_write_text
 
 Mesh = tuple[np.ndarray, np.ndarray]  # (vertices (V,3) metres, faces (F,3) int)
 
-_GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # b"glTF"
-_CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # b"JSON", b"BIN\0"
-_FLOAT, _UINT32 = 5126, 5125
-_ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 GLTF_FROM_CAMERA = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x
+CAMERA_FRAME_NOTE = "i2lmesh: camera frame (x right, y down, z forward), metres"
+DEFAULT_RGB = (0.65, 0.74, 0.86)  # a GLB mesh's material colour when none is given
 
 
 def _meshes(meshes: Mesh | Sequence[Mesh]) -> list[Mesh]:
+    """One (vertices, faces) pair or a sequence of them -> checked float64 (V,3) / int64 (F,3) pairs. Raises
+    AssertionError for other shapes or faces indexing missing vertices."""
     if len(meshes) == 2 and all(hasattr(m, "shape") and len(m.shape) == 2 for m in meshes):
         meshes = [meshes]  # one (vertices, faces) pair of arrays
     out = []
@@ -42,170 +46,88 @@ def _meshes(meshes: Mesh | Sequence[Mesh]) -> list[Mesh]:
     return out
 
 
+def _trimesh(vertices: np.ndarray, faces: np.ndarray):
+    """A trimesh.Trimesh of exactly these vertices and faces (no merging, reordering or repair)."""
+    import trimesh
+
+    return trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
+
+
+def _name(names: Sequence[str] | None, i: int) -> str:
+    return names[i] if names else f"person_{i}"
+
+
 def write_obj(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], names: Sequence[str] | None = None) -> Path:
-    """Wavefront OBJ: ``v x y z`` (metres, camera frame) and 1-based ``f a b c``; one ``o`` object per mesh."""
-    path = Path(path)
-    lines = ["# i2lmesh: camera frame (x right, y down, z forward), metres"]
-    offset = 0
+    """Wavefront OBJ (``trimesh.exchange.obj.export_obj``): ``v x y z`` (metres, camera frame, 6 decimals) and
+    1-based ``f a b c``; one ``o`` object per mesh (``names``, default ``person_i``). Raises AssertionError for
+    malformed meshes (see :func:`_meshes`) and OSError when the file cannot be written."""
+    import trimesh
+
+    scene = trimesh.Scene()
     for i, (v, f) in enumerate(_meshes(meshes)):
-        lines.append(f"o {names[i] if names else f'person_{i}'}")
-        lines.extend(f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v)
-        lines.extend(f"f {a} {b} {c}" for a, b, c in (f + 1 + offset))
-        offset += len(v)
-    atomic_write_text(path, "\n".join(lines) + "\n")
-    return path
-
-
-def read_obj(path: str | os.PathLike) -> Mesh:
-    """Vertices and (0-based) triangles of an OBJ, all objects concatenated (``f a/b/c`` forms accepted)."""
-    vertices, faces = [], []
-    for line in Path(path).read_text().splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if parts[0] == "v":
-            vertices.append([float(p) for p in parts[1:4]])
-        elif parts[0] == "f":
-            faces.append([int(p.split("/")[0]) - 1 for p in parts[1:4]])
-    return np.asarray(vertices, np.float64).reshape(-1, 3), np.asarray(faces, np.int64).reshape(-1, 3)
+        scene.add_geometry(_trimesh(v, f), node_name=_name(names, i), geom_name=_name(names, i))
+    text = trimesh.exchange.obj.export_obj(scene, include_normals=False, include_color=False, include_texture=False,
+                                           digits=6, header=CAMERA_FRAME_NOTE)
+    return atomic_write_text(Path(path), text)
 
 
 def write_ply(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh],
               vertex_values: dict[str, Sequence[np.ndarray]] | None = None) -> Path:
-    """Binary little-endian PLY: float32 x, y, z (+ optional per-vertex float32 scalars such as
-    ``{"uncertainty_mm": [u0, u1, ...]}``, one array per mesh), faces as uchar-count int32 lists."""
-    path = Path(path)
+    """Binary little-endian PLY (``trimesh.exchange.ply.export_ply``): float32 x, y, z (metres, camera frame), the
+    meshes concatenated, faces as uchar-count int32 lists, plus optional per-vertex float32 properties such as
+    ``{"uncertainty_mm": [u0, u1, ...]}`` (one (V_i,) array per mesh). Raises AssertionError when a property does
+    not have one value per vertex, OSError when the file cannot be written."""
+    import trimesh
+
     meshes = _meshes(meshes)
     vertices = np.concatenate([v for v, _ in meshes]) if meshes else np.zeros((0, 3))
     offsets = np.cumsum([0] + [len(v) for v, _ in meshes])
     faces = np.concatenate([f + offsets[i] for i, (_, f) in enumerate(meshes)]) if meshes else np.zeros((0, 3), int)
-    extra = {k: np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in arrays])
-             for k, arrays in (vertex_values or {}).items()}
-    for name, values in extra.items():
+    mesh = _trimesh(vertices, faces)
+    for name, arrays in (vertex_values or {}).items():
+        values = np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in arrays])
         assert len(values) == len(vertices), f"{name}: {len(values)} values for {len(vertices)} vertices."
-    header = ["ply", "format binary_little_endian 1.0", "comment i2lmesh: camera frame (x right, y down, z "
-              "forward), metres", f"element vertex {len(vertices)}", "property float x", "property float y",
-              "property float z"]
-    header += [f"property float {name}" for name in extra]
-    header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
-    vdtype = np.dtype([(n, "<f4") for n in ("x", "y", "z", *extra)])
-    vrec = np.empty(len(vertices), vdtype)
-    for axis, n in enumerate(("x", "y", "z")):
-        vrec[n] = vertices[:, axis]
-    for n, values in extra.items():
-        vrec[n] = values
-    frec = np.empty(len(faces), np.dtype([("n", "u1"), ("i", "<i4", (3,))]))
-    frec["n"], frec["i"] = 3, faces
-    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(("\n".join(header) + "\n").encode("ascii"))
-        fh.write(vrec.tobytes())
-        fh.write(frec.tobytes())
-    return path
-
-
-def read_ply(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Read a PLY written by :func:`write_ply`: (vertices, faces, {extra vertex property: values})."""
-    data = Path(path).read_bytes()
-    end = data.index(b"end_header\n") + len(b"end_header\n")
-    header = data[:end].decode("ascii").splitlines()
-    assert header[0] == "ply" and "binary_little_endian" in header[1], "not a binary little-endian PLY."
-    props, counts, element = [], {}, None
-    for line in header:
-        parts = line.split()
-        if parts[0] == "element":
-            element = parts[1]
-            counts[element] = int(parts[2])
-        elif parts[0] == "property" and element == "vertex":
-            props.append(parts[2])
-    nv, nf = counts.get("vertex", 0), counts.get("face", 0)
-    vrec = np.frombuffer(data, np.dtype([(n, "<f4") for n in props]), nv, end)
-    frec = np.frombuffer(data, np.dtype([("n", "u1"), ("i", "<i4", (3,))]), nf, end + vrec.nbytes)
-    assert np.all(frec["n"] == 3), "only triangle faces are supported."
-    vertices = np.stack([vrec["x"], vrec["y"], vrec["z"]], 1).astype(np.float64)
-    return vertices, frec["i"].astype(np.int64), {n: vrec[n].copy() for n in props if n not in ("x", "y", "z")}
-
-
-def _pad4(blob: bytes, fill: bytes) -> bytes:
-    return blob + fill * ((-len(blob)) % 4)
+        mesh.vertex_attributes[name] = values
+    data = trimesh.exchange.ply.export_ply(mesh, encoding="binary", vertex_normal=False, include_attributes=True)
+    return atomic_write_bytes(Path(path), data)
 
 
 def write_glb(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], colors: Sequence[Sequence[float]] | None = None,
-              names: Sequence[str] | None = None) -> Path:
-    """glTF 2.0 binary: one node + mesh per (vertices, faces) pair, float32 positions with min/max, uint32 indices,
-    a double-sided material per mesh (``colors``: RGB in [0, 1]). Vertices go to glTF's frame (x, -y, -z)."""
-    path = Path(path)
+              names: Sequence[str] | None = None,
+              vertex_colors: Sequence[np.ndarray | None] | None = None) -> Path:
+    """glTF 2.0 binary (``trimesh.exchange.gltf.export_glb``): one node + mesh per (vertices, faces) pair (``names``,
+    default ``person_i``), float32 positions with min/max in glTF's frame (x, -y, -z), uint32 indices, no normals
+    (viewers shade flat), a double-sided material per colour (``colors``: RGB in [0, 1] per mesh, metallic 0,
+    roughness 0.8; stored as 8-bit).
+
+    vertex_colors: per mesh a (V_i, 3) RGB array in [0, 1] (clipped) or None. A coloured mesh gets a ``COLOR_0``
+    attribute (unsigned bytes, normalised) and a white material, since glTF multiplies the two. Raises ValueError
+    for colours of the wrong count or shape, AssertionError for malformed meshes, OSError when the file cannot be
+    written."""
+    import trimesh
+    from trimesh.visual import TextureVisuals
+    from trimesh.visual.material import PBRMaterial
+
     meshes = _meshes(meshes)
-    gltf: dict[str, Any] = {"asset": {"version": "2.0", "generator": "i2lmesh"}, "scene": 0,
-                            "scenes": [{"nodes": list(range(len(meshes)))}], "nodes": [], "meshes": [],
-                            "materials": [], "accessors": [], "bufferViews": [], "buffers": []}
-    blob = b""
+    if vertex_colors is not None and len(vertex_colors) != len(meshes):
+        raise ValueError(f"{path}: {len(vertex_colors)} colour arrays for {len(meshes)} meshes")
+    scene = trimesh.Scene()
     for i, (v, f) in enumerate(meshes):
-        positions = (v @ GLTF_FROM_CAMERA.T).astype("<f4")
-        indices = f.astype("<u4").reshape(-1)
-        for array, target, kind, ctype in ((positions, _ARRAY_BUFFER, "VEC3", _FLOAT),
-                                           (indices, _ELEMENT_ARRAY_BUFFER, "SCALAR", _UINT32)):
-            raw = array.tobytes()
-            gltf["bufferViews"].append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(raw),
-                                        "target": target})
-            accessor = {"bufferView": len(gltf["bufferViews"]) - 1, "componentType": ctype,
-                        "count": int(len(array) if kind == "VEC3" else array.size), "type": kind}
-            if kind == "VEC3":  # POSITION accessors must carry bounds
-                accessor["min"] = positions.min(0).tolist() if len(positions) else [0.0] * 3
-                accessor["max"] = positions.max(0).tolist() if len(positions) else [0.0] * 3
-            gltf["accessors"].append(accessor)
-            blob = _pad4(blob + raw, b"\0")
-        rgb = list(colors[i]) if colors is not None else [0.65, 0.74, 0.86]
-        gltf["materials"].append({"pbrMetallicRoughness": {"baseColorFactor": [*map(float, rgb[:3]), 1.0],
-                                                           "metallicFactor": 0.0, "roughnessFactor": 0.8},
-                                  "doubleSided": True})
-        gltf["meshes"].append({"primitives": [{"attributes": {"POSITION": 2 * i}, "indices": 2 * i + 1,
-                                               "material": i, "mode": 4}]})
-        gltf["nodes"].append({"mesh": i, "name": names[i] if names else f"person_{i}"})
-    gltf["buffers"].append({"byteLength": len(blob)})
-    json_chunk = _pad4(json.dumps(gltf, separators=(",", ":")).encode("utf-8"), b" ")
-    total = 12 + 8 + len(json_chunk) + (8 + len(blob) if blob else 0)
-    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-        fh.write(struct.pack("<III", _GLB_MAGIC, _GLB_VERSION, total))
-        fh.write(struct.pack("<II", len(json_chunk), _CHUNK_JSON) + json_chunk)
-        if blob:
-            fh.write(struct.pack("<II", len(blob), _CHUNK_BIN) + blob)
-    return path
-
-
-def read_glb(path: str | os.PathLike, camera_frame: bool = True) -> tuple[dict, list[Mesh]]:
-    """Parse a GLB (checking header and chunk lengths): (the glTF JSON, [(vertices, faces)] per mesh). Vertices are
-    turned back to the camera frame unless ``camera_frame`` is False."""
-    data = Path(path).read_bytes()
-    magic, version, length = struct.unpack_from("<III", data, 0)
-    if magic != _GLB_MAGIC or version != 2 or length != len(data):
-        raise ValueError(f"{path}: not a glTF 2.0 binary (magic {magic:#x}, version {version}, length {length} "
-                         f"vs {len(data)} bytes)")
-    json_len, json_type = struct.unpack_from("<II", data, 12)
-    if json_type != _CHUNK_JSON or json_len % 4:
-        raise ValueError(f"{path}: first chunk is not a 4-byte aligned JSON chunk")
-    gltf = json.loads(data[20:20 + json_len])
-    binary = b""
-    if 20 + json_len < len(data):
-        bin_len, bin_type = struct.unpack_from("<II", data, 20 + json_len)
-        if bin_type != _CHUNK_BIN or 28 + json_len + bin_len != len(data):
-            raise ValueError(f"{path}: malformed BIN chunk")
-        binary = data[28 + json_len:28 + json_len + bin_len]
-
-    def accessor(index: int) -> np.ndarray:
-        acc = gltf["accessors"][index]
-        view = gltf["bufferViews"][acc["bufferView"]]
-        dtype = {_FLOAT: "<f4", _UINT32: "<u4"}[acc["componentType"]]
-        width = {"VEC3": 3, "SCALAR": 1}[acc["type"]]
-        arr = np.frombuffer(binary, dtype, acc["count"] * width, view.get("byteOffset", 0) + acc.get("byteOffset", 0))
-        return arr.reshape(acc["count"], width) if width > 1 else arr
-
-    meshes = []
-    for mesh in gltf["meshes"]:
-        prim = mesh["primitives"][0]
-        v = accessor(prim["attributes"]["POSITION"]).astype(np.float64)
-        f = accessor(prim["indices"]).astype(np.int64).reshape(-1, 3)
-        meshes.append((v @ GLTF_FROM_CAMERA if camera_frame else v, f))
-    return gltf, meshes
+        rgb = [float(c) for c in (colors[i] if colors is not None else DEFAULT_RGB)][:3]
+        per_vertex = None if vertex_colors is None or vertex_colors[i] is None else np.asarray(vertex_colors[i])
+        if per_vertex is not None:
+            if per_vertex.shape != (len(v), 3):
+                raise ValueError(f"{path}: colours of shape {per_vertex.shape} for a mesh of {len(v)} vertices")
+            rgb = [1.0, 1.0, 1.0]
+        material = PBRMaterial(baseColorFactor=[*rgb, 1.0], metallicFactor=0.0, roughnessFactor=0.8, doubleSided=True)
+        visual = TextureVisuals(material=material)
+        if per_vertex is not None:
+            rgba = np.concatenate([np.clip(per_vertex, 0.0, 1.0), np.ones((len(v), 1))], axis=1)
+            visual.vertex_attributes["color"] = np.round(rgba * 255.0).astype(np.uint8)
+        mesh = _trimesh(v @ GLTF_FROM_CAMERA.T, f)
+        mesh.visual = visual
+        scene.add_geometry(mesh, node_name=_name(names, i), geom_name=_name(names, i))
+    return atomic_write_bytes(Path(path), trimesh.exchange.gltf.export_glb(scene, include_normals=False))
 
 
 def _jsonable(value: Any) -> Any:
@@ -253,5 +175,5 @@ def write_results_npz(path: str | os.PathLike, results: Sequence[Any]) -> Path:
     return path
 
 
-__all__ = ["write_obj", "read_obj", "write_ply", "read_ply", "write_glb", "read_glb", "write_results_json",
-           "write_results_npz", "GLTF_FROM_CAMERA"]
+__all__ = ["write_obj", "write_ply", "write_glb", "write_results_json", "write_results_npz", "GLTF_FROM_CAMERA",
+           "CAMERA_FRAME_NOTE"]

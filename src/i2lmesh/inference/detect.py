@@ -18,7 +18,6 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -131,33 +130,38 @@ def load_boxes_json(path: str | Path) -> list[np.ndarray] | dict[str, list[np.nd
     return as_boxes(data, "the top level")
 
 
+def _xyxy(boxes_xywh: np.ndarray):
+    """(N,4) (x, y, w, h) pixels -> float64 torch (N,4) (x1, y1, x2, y2) (``torchvision.ops.box_convert``)."""
+    import torch
+    from torchvision.ops import box_convert
+
+    boxes = torch.as_tensor(np.asarray(boxes_xywh, np.float64).reshape(-1, 4))
+    return box_convert(boxes, in_fmt="xywh", out_fmt="xyxy")
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between boxes a (N,4) and b (M,4), both (x, y, w, h) -> (N, M)."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
-    y2 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
-    return inter / np.maximum(union, 1e-12)
+    """IoU between boxes a (N,4) and b (M,4), both (x, y, w, h) pixels -> float64 (N, M) in [0, 1]
+    (``torchvision.ops.box_iou``). Pairs with no area at all (empty boxes) have IoU 0, not NaN."""
+    from torchvision.ops import box_iou as torchvision_box_iou
+
+    return np.nan_to_num(torchvision_box_iou(_xyxy(a), _xyxy(b)).numpy(), nan=0.0)
 
 
 def non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = HOG_NMS_IOU,
                             containment: float = HOG_NMS_CONTAINMENT) -> np.ndarray:
-    """One box per person. boxes (N,4) xywh, scores (N,). First ``torchvision.ops.nms`` at ``iou_threshold``;
-    then, best first, a box is dropped when at least ``containment`` of the smaller of it and a kept box lies
-    inside the other (HOG fires on a person's legs or upper body as well as on the whole person, sometimes with
-    the better score). Returns the kept indices, best first."""
+    """One box per person. boxes (N,4) (x, y, w, h) pixels, scores (N,). First ``torchvision.ops.nms`` at
+    ``iou_threshold``; then, best first, a box is dropped when at least ``containment`` of the smaller of it and a
+    kept box lies inside the other (ours: HOG fires on a person's legs or upper body as well as on the whole person,
+    sometimes with the better score, and IoU alone keeps both). Returns the kept indices (int64), best first."""
     import torch
     from torchvision.ops import nms
 
     boxes, scores = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
-    x1y1, x2y2 = boxes[:, :2], boxes[:, :2] + boxes[:, 2:]
-    order = nms(torch.from_numpy(np.concatenate([x1y1, x2y2], 1)), torch.from_numpy(scores),
-                float(iou_threshold)).numpy()
+    xyxy = _xyxy(boxes)
+    order = nms(xyxy, torch.from_numpy(scores), float(iou_threshold)).numpy()
+    x1y1, x2y2 = xyxy[:, :2].numpy(), xyxy[:, 2:].numpy()
     area = boxes[:, 2] * boxes[:, 3]
     keep: list[int] = []
     for i in order:
@@ -282,16 +286,7 @@ def create_detector(kind: str, name: str = "auto"):
     raise ValueError(f"unknown detector {name!r}; choose auto, hog or mediapipe")
 
 
-def clip_box_to_image(box_xywh: Sequence[float], width: int, height: int) -> np.ndarray | None:
-    """The part of a box inside the image, or None when nothing of it is."""
-    x, y, w, h = (float(v) for v in box_xywh)
-    x1, y1, x2, y2 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
-    if x2 - x1 < 1.0 or y2 - y1 < 1.0:
-        return None
-    return np.array([x1, y1, x2 - x1, y2 - y1])
-
-
 __all__ = ["Detection", "DetectorUnavailable", "HOGPersonDetector", "MediaPipeDetector", "create_detector",
            "mediapipe_available", "parse_bbox", "load_boxes_json", "non_maximum_suppression", "box_iou",
-           "clip_box_to_image", "HOG_MAX_SIDE_PX", "HOG_MAX_UPSCALE", "HOG_MIN_SCORE", "HOG_NMS_IOU",
+           "HOG_MAX_SIDE_PX", "HOG_MAX_UPSCALE", "HOG_MIN_SCORE", "HOG_NMS_IOU",
            "HOG_NMS_CONTAINMENT", "MEDIAPIPE_VERSION"]

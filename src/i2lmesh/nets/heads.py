@@ -23,29 +23,21 @@ import math
 import torch
 from torch import nn
 
-from .lixel import LixelHead, LixelOutput, rescale_bins, soft_argmax_1d, upsampler, z_heatmap
+from ..geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from .lixel import LixelHead, LixelOutput, marginal_moments, rescale_bins, soft_argmax_1d, stack_axes, upsampler, \
+    z_heatmap
 
 
 def _nan_like(coords: torch.Tensor) -> torch.Tensor:
     return torch.full_like(coords, float("nan"))
 
 
-def marginal_moments(marginals: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std (in bins) of each 1D distribution (...,L): (coords (...,K), spreads (...,K)) for K marginals."""
-    coords, spreads = [], []
-    for marginal in marginals:
-        bins = torch.arange(marginal.shape[-1], device=marginal.device, dtype=marginal.dtype)
-        c = (marginal * bins).sum(-1)
-        coords.append(c)
-        spreads.append((marginal * (bins - c.unsqueeze(-1)).square()).sum(-1).clamp_min(1e-12).sqrt())
-    return torch.stack(coords, -1), torch.stack(spreads, -1)
-
-
 def soft_argmax_2d(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (B,N,H,W) -> (coords (B,N,2) x, y; spreads (B,N,2); probabilities (B,N,H,W))."""
     b, n, h, w = logits.shape
     prob = torch.softmax(logits.reshape(b, n, h * w), dim=-1).reshape(b, n, h, w)
-    coords, spreads = marginal_moments((prob.sum(dim=2), prob.sum(dim=3)))  # x (summed over y), y (over x)
+    # x: the distribution summed over y; y: summed over x
+    coords, spreads = stack_axes([marginal_moments(prob.sum(dim=2)), marginal_moments(prob.sum(dim=3))])
     return coords, spreads, prob
 
 
@@ -82,8 +74,8 @@ class FCLixelHead(nn.Module):
     def forward(self, feature: torch.Tensor) -> LixelOutput:
         feat = torch.relu(self.bn(self.fc(feature.mean(dim=(2, 3))[:, :, None])))
         feat = feat.view(-1, self.channels, self.bins)
-        results = [soft_argmax_1d(conv(feat)) for conv in (self.conv_x, self.conv_y, self.conv_z)]
-        return LixelOutput(torch.stack([c for c, _ in results], -1), torch.stack([s for _, s in results], -1))
+        convs = (self.conv_x, self.conv_y, self.conv_z)
+        return LixelOutput(*stack_axes([soft_argmax_1d(conv(feat)) for conv in convs]))
 
 
 class VoxelHead(nn.Module):
@@ -106,7 +98,7 @@ class VoxelHead(nn.Module):
         # The (z, y) axes are flattened together: x is the last axis, the rest splits into z and y below.
         prob = torch.softmax(logits.reshape(b, self.num_points, -1), dim=-1).view(b, self.num_points,
                                                                                  self.depth_bins, h, w)
-        coords_t, spreads_t = marginal_moments((prob.sum(dim=(2, 3)), prob.sum(dim=(2, 4)), prob.sum(dim=(3, 4))))
+        coords_t, spreads_t = stack_axes([marginal_moments(prob.sum(dim=dims)) for dims in ((2, 3), (2, 4), (3, 4))])
         xy, xy_spread = rescale_bins(coords_t[..., :2], spreads_t[..., :2], self.scale)
         return LixelOutput(torch.cat([xy, coords_t[..., 2:]], -1), torch.cat([xy_spread, spreads_t[..., 2:]], -1))
 
@@ -142,16 +134,6 @@ class PixelHead(nn.Module):
         return LixelOutput(torch.cat([xy, z[..., None]], -1), torch.cat([xy_spread, z_spread[..., None]], -1))
 
 
-def rotation_6d_identity(num: int) -> torch.Tensor:
-    """(num*6,) the 6D code (row-major 3x2, as :func:`rot6d_to_matrix` reads it) of the identity rotation."""
-    return torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]).repeat(num)
-
-
-def matrix_to_rot6d(matrix: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) -> (..., 6): the first two columns, row-major as :func:`rot6d_to_matrix` reads them."""
-    return matrix[..., :, :2].reshape(*matrix.shape[:-2], 6)
-
-
 class ParamHead(nn.Module):
     """Body-model parameter regression ("SMPL param." of Table 1), HMR-style: pool -> Linear(C, hidden) -> ReLU ->
     Linear(hidden, 6R + S + 3).
@@ -159,33 +141,31 @@ class ParamHead(nn.Module):
     Outputs per image: R bone rotations (6D, Zhou et al.), S shape values, a weak-perspective camera (log scale,
     tx, ty). The body model poses the mesh in metres; the mesh is made root-relative with the network's joint
     regressor and put in bins: x, y = s (X, Y) + t with s = exp(log scale) x (bins per metre at the 3D box size),
-    z as the lixel network's depth bins (root at D/2). The rotation bias starts at ``rest_rotations`` (e.g. an
-    upright root), shape at 0 (Anny phenotypes pass through a sigmoid: 0.5 each, an average adult).
+    z as the lixel network's depth bins (root at D/2). The rotation bias starts at the body model's
+    ``rest_rotations()`` (e.g. an upright root), the raw shape at 0; the body model's ``shape_from_network`` turns
+    the raw shape into its parameters (Anny: a sigmoid, 0.5 each, an average adult; SMPL/MANO betas as they are).
     """
 
     def __init__(self, in_channels: int, num_rotations: int, shape_dim: int, hidden: int, size_xy: int,
-                 depth_bins: int, bbox_3d_size_m: float, sigmoid_shape: bool) -> None:
+                 depth_bins: int, bbox_3d_size_m: float) -> None:
         super().__init__()
-        self.num_rotations, self.shape_dim, self.sigmoid_shape = num_rotations, shape_dim, sigmoid_shape
+        self.num_rotations, self.shape_dim = num_rotations, shape_dim
         self.size_xy, self.depth_bins, self.bbox_3d_size_m = size_xy, depth_bins, bbox_3d_size_m
         self.fc = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
                                 nn.Linear(hidden, num_rotations * 6 + shape_dim + 3))
-        self.register_buffer("rest_6d", rotation_6d_identity(num_rotations))
+        self.register_buffer("rest_6d", matrix_to_rot6d(torch.eye(3)).repeat(num_rotations))
 
     def set_rest_rotations(self, rotations: torch.Tensor) -> None:
         """The rotations (R,3,3) a zero network output means (the output layer's bias sits on top of them)."""
         self.rest_6d.copy_(matrix_to_rot6d(rotations.to(self.rest_6d)).reshape(-1))
 
     def parameters_from(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rotations (B,R,3,3), shape (B,S), camera (B,3): bins-per-metre scale, tx, ty in bins)."""
-        from .i2l import rot6d_to_matrix
-
+        """(rotations (B,R,3,3), raw shape (B,S) for ``BodyModel.shape_from_network``, camera (B,3): bins-per-metre
+        scale, tx, ty in bins)."""
         out = self.fc(feature.mean(dim=(2, 3)))
         r = self.num_rotations * 6
         rotations = rot6d_to_matrix((out[:, :r] + self.rest_6d).view(-1, self.num_rotations, 6))
         shape = out[:, r:r + self.shape_dim]
-        if self.sigmoid_shape:
-            shape = torch.sigmoid(shape)
         cam = out[:, r + self.shape_dim:]
         scale = torch.exp(cam[:, 0]) * (self.size_xy / self.bbox_3d_size_m)
         t = (cam[:, 1:] + 0.5) * (self.size_xy - 1)
@@ -205,4 +185,4 @@ def upsample_blocks_for(xy_bins: int, feature_size: int) -> int:
 
 
 __all__ = ["XYZRegressionHead", "FCLixelHead", "VoxelHead", "PixelHead", "ParamHead", "soft_argmax_2d",
-           "upsample_blocks_for", "matrix_to_rot6d"]
+           "upsample_blocks_for"]

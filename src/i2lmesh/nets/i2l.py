@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..geometry.rotations import rot6d_to_matrix
 from .backbone import ResNetBackbone
 from .heads import FCLixelHead, ParamHead, PixelHead, VoxelHead, XYZRegressionHead, upsample_blocks_for
 from .lixel import LixelHead, LixelOutput
@@ -34,20 +35,6 @@ class I2LOutput:
     mesh_joints_hm: torch.Tensor
     param_rotations: torch.Tensor | None = None
     param_shape: torch.Tensor | None = None
-
-
-def rot6d_to_matrix(x: torch.Tensor) -> torch.Tensor:
-    """6D rotation (Zhou et al., CVPR 2019) (..., 6) -> (..., 3, 3).
-
-    The 6 numbers are read row-major as a 3x2 matrix (columns a1 = x[0,2,4], a2 = x[1,3,5]) as in the
-    reference; Gram-Schmidt gives the first two columns of R, their cross product the third.
-    """
-    m = x.reshape(*x.shape[:-1], 3, 2)
-    b1 = nn.functional.normalize(m[..., 0], dim=-1)
-    a2 = m[..., 1]
-    b2 = nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
-    b3 = torch.linalg.cross(b1, b2, dim=-1)
-    return torch.stack([b1, b2, b3], dim=-1)
 
 
 class ParamRegressor(nn.Module):
@@ -161,8 +148,8 @@ class I2LMeshNet(nn.Module):
         body = self.body_model
         if body.joint_regressor.device != feature.device:
             body.to(feature.device)
-        rotations, shape, camera = self.mesh_net.parameters_from(feature.float())
-        vertices = body(rotations, shape).vertices_m
+        rotations, raw_shape, camera = self.mesh_net.parameters_from(feature.float())
+        vertices = body(rotations, body.shape_from_network(raw_shape)).vertices_m
         root = torch.matmul(self.joint_regressor, vertices)[:, self.topology.get("root_index", 0)]
         coords = self.mesh_net.to_bins(vertices, root, camera)
         return LixelOutput(coords, torch.full_like(coords, float("nan")))
@@ -189,5 +176,5 @@ def build_mesh_head(cfg: ModelConfig) -> nn.Module:
         return PixelHead(c, v, d, cfg.deconv_channels, blocks, depth_map=cfg.target == "2.5d")
     if cfg.target == "param":
         return ParamHead(c, cfg.param_num_rotations, cfg.param_shape_dim, cfg.fc_hidden, cfg.heatmap_size, d,
-                         cfg.bbox_3d_size_m, sigmoid_shape=cfg.body_model == "anny")
+                         cfg.bbox_3d_size_m)
     raise ValueError(f"unknown target {cfg.target!r}")

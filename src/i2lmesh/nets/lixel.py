@@ -7,24 +7,34 @@ through an FC block reshaped to c' x D. Soft-argmax turns each 1D heatmap into a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
 
 
-def soft_argmax_1d(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expected bin index and spread of softmax(logits) over the last axis.
+def marginal_moments(prob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation, in bins, of 1D distributions ``prob`` (..., L) over the bins 0..L-1.
 
-    logits (..., D) -> (coord (...), spread (...)), both in bins: coord = sum_i p_i * i in [0, D-1]
-    (no +0.5 offset, as the reference), spread = sqrt(sum_i p_i (i - coord)^2), the standard deviation
-    of the predicted distribution: the per-axis uncertainty the heatmap models.
+    coord = sum_i p_i * i in [0, L-1] (no +0.5 offset, as the reference); spread = sqrt(sum_i p_i (i - coord)^2),
+    the per-axis uncertainty the heatmap models. Both (...). The one place every head takes moments.
     """
-    prob = torch.softmax(logits, dim=-1)
-    bins = torch.arange(logits.shape[-1], device=logits.device, dtype=prob.dtype)
+    bins = torch.arange(prob.shape[-1], device=prob.device, dtype=prob.dtype)
     coord = (prob * bins).sum(-1)
     # Central form rather than E[i^2] - E[i]^2, which cancels badly in fp32 for peaky heatmaps.
     var = (prob * (bins - coord.unsqueeze(-1)).square()).sum(-1)
     return coord, var.clamp_min(1e-12).sqrt()
+
+
+def soft_argmax_1d(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected bin index and spread of softmax(logits) over the last axis (the soft-argmax): logits (..., D) ->
+    (coord (...), spread (...)) in bins, see :func:`marginal_moments`."""
+    return marginal_moments(torch.softmax(logits, dim=-1))
+
+
+def stack_axes(moments: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-axis (coord (...), spread (...)) pairs, e.g. x, y, z -> (coords (..., K), spreads (..., K))."""
+    return torch.stack([c for c, _ in moments], dim=-1), torch.stack([s for _, s in moments], dim=-1)
 
 
 def pointwise_conv1d(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
@@ -166,10 +176,7 @@ class LixelHead(nn.Module):
         return z_heatmap(self, feature)
 
     def forward(self, feature: torch.Tensor) -> LixelOutput:
-        hm_x, hm_y, hm_z = self.heatmaps(feature)
-        results = [soft_argmax_1d(hm) for hm in (hm_x, hm_y, hm_z)]
-        coords = torch.stack([c for c, _ in results], dim=-1)
-        spreads = torch.stack([s for _, s in results], dim=-1)
+        coords, spreads = stack_axes([soft_argmax_1d(hm) for hm in self.heatmaps(feature)])
         if self.scale != 1:
             xy, xy_spread = rescale_bins(coords[..., :2], spreads[..., :2], self.scale)
             coords = torch.cat([xy, coords[..., 2:]], dim=-1)

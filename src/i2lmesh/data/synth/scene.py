@@ -96,12 +96,6 @@ def sample_root_rotation(rng: np.random.Generator, kind: str, settings: SceneSet
     return Rotation.from_matrix(tilt @ ANNY_TO_CAMERA @ yaw_m).as_rotvec()
 
 
-def projected_box(points_m: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(x1, y1, x2, y2) pixel box of the projected points (Nx3, camera frame, z > 0)."""
-    uv = points_m[:, :2] / points_m[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2]
-    return np.concatenate([uv.min(0), uv.max(0)])
-
-
 @dataclass
 class Placement:
     """Where the root goes: ``trans_m`` (3,) camera metres; ``truncated``: deliberately cut by a border;
@@ -170,5 +164,5 @@ def place_in_view(vertices_m: np.ndarray, K: np.ndarray, image_size: int, rng: n
     return Placement(trans_m=trans, truncated=truncated, box_px=box)
 
 
-__all__ = ["SceneSettings", "SCENE_SETTINGS", "sample_intrinsics", "sample_root_rotation", "projected_box",
-           "Placement", "place_in_view", "ANNY_TO_CAMERA"]
+__all__ = ["SceneSettings", "SCENE_SETTINGS", "sample_intrinsics", "sample_root_rotation", "Placement",
+           "place_in_view", "ANNY_TO_CAMERA"]
