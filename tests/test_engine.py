@@ -14,7 +14,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_data import ToyDataset, toy_network  # noqa: E402
 
-from i2lmesh.engine.train import EpochSampler, TrainConfig, TrainingDiverged, train  # noqa: E402
+from i2lmesh.engine.train import TrainConfig, TrainingDiverged, train  # noqa: E402
+from i2lmesh.engine.trainer import EpochSampler  # noqa: E402
 from i2lmesh.data.dataset import collate  # noqa: E402
 
 TESTS = Path(__file__).parent

@@ -91,7 +91,7 @@ def test_lr_schedule():
 
 def test_a_prior_network_starts_from_a_file_without_prior(tmp_path):
     from i2lmesh.engine.prior import head_prior_is_set
-    from i2lmesh.engine.train import load_initial_weights
+    from i2lmesh.engine.checkpoint import load_initial_weights
     from i2lmesh.nets.factory import save_network
 
     plain = toy_network()

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from toy_data import ToyDataset, toy_network  # noqa: E402
 
 from i2lmesh.cli import main  # noqa: E402
-from i2lmesh.engine.train import (RunFolderInUse, TrainConfig, TrainingInterrupted, run_folder_lock,  # noqa: E402
-                                  train)
+from i2lmesh.engine.train import RunFolderInUse, TrainConfig, TrainingInterrupted, train  # noqa: E402
+from i2lmesh.engine.trainer import run_folder_lock  # noqa: E402
 
 TESTS = Path(__file__).parent
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # the same threads in every run: same sums

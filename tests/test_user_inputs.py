@@ -119,7 +119,7 @@ def test_checkpoint_with_module_prefix_loads_and_gives_the_same_outputs(checkpoi
 
 
 def test_init_from_a_module_prefixed_checkpoint(checkpoint, tmp_path):
-    from i2lmesh.engine.train import load_initial_weights
+    from i2lmesh.engine.checkpoint import load_initial_weights
 
     net = _tiny_net(seed=5)
     load_initial_weights(net, _prefixed(checkpoint, tmp_path / "ddp.pt"))

@@ -14,8 +14,8 @@ from i2lmesh import get_preset  # noqa: E402
 from i2lmesh.data.dataset import collate  # noqa: E402
 from i2lmesh.engine.objective import forward_network, network_losses  # noqa: E402
 from i2lmesh.nets.factory import build_network, load_network, save_network  # noqa: E402
-from i2lmesh.nets.heads import PixelHead, matrix_to_rot6d, soft_argmax_2d  # noqa: E402
-from i2lmesh.nets.i2l import rot6d_to_matrix  # noqa: E402
+from i2lmesh.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix  # noqa: E402
+from i2lmesh.nets.heads import PixelHead, soft_argmax_2d  # noqa: E402
 from i2lmesh.nets.lixel import LixelHead, rescale_bins  # noqa: E402
 
 # MeshNet alone, as the paper's ablations (Tables 1, 2, 8, 9, 10), plus the cascades of Table 3.
@@ -135,6 +135,35 @@ def test_variant_checkpoints_round_trip(tmp_path, name):
     assert torch.equal(loaded(images).vertices_hm, net(images).vertices_hm)
 
 
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n != "gt-pose"] + ["param-regressor"])
+def test_batchnorm_folding_is_exact_in_float64(name):
+    # torch.nn.utils.fusion's folding of every BatchNorm (conv, transposed conv 1D/2D, Conv1d, Linear), with
+    # random BN statistics and affine parameters: same outputs in float64 to rounding, no BatchNorm left.
+    from i2lmesh.nets.fast import fold_batchnorm
+
+    kw = dict(param_regressor=True, param_num_rotations=3, param_shape_dim=4) if name == "param-regressor" \
+        else VARIANTS[name]
+    net = toy_network(seed=1, **kw).double()
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.weight.data = torch.rand(m.weight.shape, generator=g, dtype=torch.float64) + 0.5
+            m.bias.data = torch.randn(m.bias.shape, generator=g, dtype=torch.float64)
+            m.running_mean = torch.randn(m.running_mean.shape, generator=g, dtype=torch.float64)
+            m.running_var = torch.rand(m.running_var.shape, generator=g, dtype=torch.float64) + 0.5
+    net.eval()
+    folded = fold_batchnorm(net)
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original keeps its BNs
+    images = torch.rand(2, 3, 64, 64, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        ref, out = net(images), folded(images)
+    for field in ("joints_hm", "vertices_hm", "joints_spread", "vertices_spread", "param_rotations", "param_shape"):
+        a, b = getattr(ref, field), getattr(out, field)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12, equal_nan=True, msg=field)
+
+
 def test_bad_variant_settings_are_refused():
     with pytest.raises(ValueError, match="target must be one of"):
         get_preset("cpu-small", target="mesh")
@@ -194,7 +223,7 @@ def test_param_target_starts_upright_and_learns(anny_body):
 def test_imagenet_weights_from_a_local_file_fill_every_backbone(tmp_path, cascade):
     import torchvision
 
-    from i2lmesh.engine.train import load_imagenet_weights
+    from i2lmesh.engine.checkpoint import load_imagenet_weights
 
     torch.manual_seed(7)
     state = torchvision.models.resnet18(weights=None).state_dict()  # stands in for the downloaded file

@@ -313,6 +313,41 @@ TRAIN_FIELDS: dict[str, Rule] = {
 }
 
 
+# Training presets: named sets of TrainConfig fields (engine/train.py) that runs start from, the rest at
+# TrainConfig's defaults; a run's own fields (data, out, seed, budget, ...) go on top (:func:`training_preset`).
+# Read by ``i2lmesh train --training-preset``, ``i2lmesh quickstart`` and ``i2lmesh reproduce``.
+# The CPU fast start (docs/training.md, "Learning fast on a CPU"; measured in docs/benchmarks.md): deviations from
+# the paper's training that make a from-scratch network learn a body within minutes.
+FAST_START: dict[str, Any] = {"lr": 1e-3, "lr_warmup_steps": 30, "lr_schedule": "cosine", "lr_min_factor": 0.05,
+                              "channels_last": True, "model": {"head_prior": True}}
+# A run bounded by max_steps / minutes instead of epochs (1000 epochs, no lr decay within them): the reference's
+# optimiser at a constant lr 3e-4, metrics every 10 steps, only last.pt kept.
+_BUDGET: dict[str, Any] = {"epochs": 1000, "lr": 3e-4, "lr_decay_epochs": [1000], "log_every_steps": 10,
+                           "keep_epoch_checkpoints": False}
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's schedule (TrainConfig's defaults): Adam, lr 1e-4 decayed x0.1 at epochs 10 and 12 of 13.
+    "paper": {},
+    # A step or time budget at a constant lr: the ablation study (reproduce) and the quickstart's --paper-training.
+    "budget": _BUDGET,
+    # "budget" with the CPU fast start: the quickstart's default.
+    "cpu-fast": {**_BUDGET, **FAST_START},
+}
+
+
+def training_preset(name: str, **fields: Any) -> dict[str, Any]:
+    """The TrainConfig fields of training preset ``name`` (:data:`TRAINING_PRESETS`) with ``fields`` on top (a
+    ``model`` mapping is merged into the preset's); a fresh dict, for ``TrainConfig(**...)`` or
+    ``TrainConfig.from_dict``. ConfigError for an unknown name."""
+    if name not in TRAINING_PRESETS:
+        raise ConfigError(f"unknown training preset {name!r}; choose one of: {', '.join(TRAINING_PRESETS)}")
+    preset = TRAINING_PRESETS[name]
+    values = {k: list(v) if isinstance(v, list) else v for k, v in preset.items() if k != "model"}
+    values.update({k: v for k, v in fields.items() if k != "model"})
+    if "model" in preset or "model" in fields:
+        values["model"] = {**preset.get("model", {}), **(fields.get("model") or {})}
+    return values
+
+
 def get_preset(name: str, **overrides: Any) -> ModelConfig:
     """A preset by name, with field overrides (e.g. ``num_vertices=6890``)."""
     if name not in PRESETS:
@@ -321,4 +356,5 @@ def get_preset(name: str, **overrides: Any) -> ModelConfig:
 
 
 __all__ = ["ModelConfig", "PRESETS", "TARGETS", "CASCADES", "MARGINALISATIONS", "STAGES", "get_preset", "IMAGENET_MEAN",
-           "IMAGENET_STD", "ConfigError", "Rule", "check_fields", "MODEL_FIELDS", "TRAIN_FIELDS"]
+           "IMAGENET_STD", "ConfigError", "Rule", "check_fields", "MODEL_FIELDS", "TRAIN_FIELDS", "TRAINING_PRESETS",
+           "FAST_START", "training_preset"]

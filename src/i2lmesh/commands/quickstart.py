@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import FAST_START
+
 HELP = "Synthesise data, train cpu-small for a few minutes, evaluate, render predictions, write a report."
 log = logging.getLogger(__name__)
 
-# The CPU fast start (docs/training.md, "Learning fast on a CPU"; measured in docs/benchmarks.md): deviations from
-# the paper's training that make a from-scratch network learn a body within minutes. Training config fields; the
-# network's under "model".
-FAST_TRAINING: dict = {"lr": 1e-3, "lr_warmup_steps": 30, "lr_schedule": "cosine", "lr_min_factor": 0.05,
-                       "channels_last": True, "model": {"head_prior": True}}
+# The quickstart trains with the training preset "cpu-fast" ("budget" + the CPU fast start, config.FAST_START), or
+# "budget" with --paper-training. The fast start's fields under their old name here: docs/training.md cites
+# quickstart.FAST_TRAINING and benchmarks/bench_learning.py imports it.
+FAST_TRAINING = FAST_START
 
 
 # The default training budget, in steps so that a busy machine does not decide what is learned (docs/benchmarks.md,
@@ -54,13 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import training_preset
     from ..data.synth.generate import SynthConfig, generate
-    from ..engine.datasets import open_datasets
-    from ..engine.evaluate import evaluate
-    from ..engine.train import TrainConfig, train
-    from ..engine.prior import mean_pose_baseline
     from ..device import resolve_device
-    from ..nets.factory import body_model_for, build_network, load_network
+    from ..engine.checkpoint import load_network
+    from ..engine.datasets import training_inputs
+    from ..engine.evaluate import evaluate
+    from ..engine.prior import mean_pose_baseline
+    from ..engine.train import TrainConfig, train
 
     resolve_device(args.device)  # a device this machine lacks stops the run before minutes of synthesis
     out: Path = args.out
@@ -79,19 +81,14 @@ def run(args: argparse.Namespace) -> int:
     timings["synthesise_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    fields = dict(preset=preset, data=[str(data_train)], val=str(data_val), out=str(out / "run"), epochs=1000,
-                  batch_size=16, lr=3e-4, lr_decay_epochs=[1000], num_workers=args.workers, seed=args.seed,
-                  device=args.device, log_every_steps=10, val_every_steps=max(1, args.steps // 6),
-                  max_steps=args.steps, max_minutes=args.minutes, keep_epoch_checkpoints=False,
-                  checkpoint_every_steps=100)
-    if not args.paper_training:
-        fields.update(FAST_TRAINING)
-    cfg = TrainConfig(**fields)
-    body = body_model_for(cfg.model_config())
-    net = build_network(cfg.model_config(), body)
-    train_set = open_datasets(cfg.data, net, train=True, seed=cfg.seed, body_model=body)
-    val_set = open_datasets([cfg.val], net, train=False, body_model=body)
-    last = train(cfg, train_set, val_set, net=net)
+    cfg = TrainConfig(**training_preset(
+        "budget" if args.paper_training else "cpu-fast", preset=preset, data=[str(data_train)], val=str(data_val),
+        out=str(out / "run"), batch_size=16, num_workers=args.workers, seed=args.seed, device=args.device,
+        val_every_steps=max(1, args.steps // 6), max_steps=args.steps, max_minutes=args.minutes,
+        checkpoint_every_steps=100))
+    inputs = training_inputs(cfg)
+    body, train_set, val_set = inputs.body_model, inputs.train_set, inputs.val_set
+    last = train(cfg, train_set, val_set, net=inputs.net)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -18,6 +18,8 @@ HELP = "Re-run the paper's ablation tables (table1, table2, table3, marginalisat
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import TRAINING_PRESETS
+
     parser.add_argument("tables", nargs="+", metavar="TABLE", help="table1, table2, table3, marginalisation, all")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-minutes", type=float,
@@ -32,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-train", type=int, default=4000, help="synthetic training images when synthesising")
     parser.add_argument("--num-val", type=int, default=200, help="synthetic held-out images when synthesising")
     parser.add_argument("--preset", default="cpu-small", help="network preset (paper-body for the paper's scale)")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, help=f"learning rate (default: the training preset budget's, "
+                        f"{TRAINING_PRESETS['budget']['lr']:g})")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--imagenet-weights", default="none", help="none, torchvision, or a state-dict file")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,7 @@
 """``i2lmesh train``: train a preset or a YAML config on dataset folders; DDP under ``torchrun``.
 
     i2lmesh train --preset cpu-small --data synth/ --val synth-val/ --out runs/a --max-steps 2000
+    i2lmesh train --preset cpu-small --training-preset cpu-fast --data synth/ --out runs/f --max-steps 300
     i2lmesh train --config runs/a/train_config.yaml --out runs/a-param --stage param \
         --init-from runs/a/checkpoints/last.pt
     torchrun --nproc_per_node=4 -m i2lmesh.cli train --config body.yaml --data h36m/ coco/ --out runs/b
@@ -15,9 +16,15 @@ HELP = "Train I2L-MeshNet on dataset folders (one process, or many under torchru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import TRAINING_PRESETS
+
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--preset", help="network preset (paper-body, paper-hand, cpu-small, cpu-small-hand)")
     src.add_argument("--config", help="training config YAML (fields of TrainConfig)")
+    parser.add_argument("--training-preset", choices=list(TRAINING_PRESETS),
+                        help="named training settings to start from instead of a --config file (paper: the "
+                             "reference's schedule, the default; budget: constant lr for a step/time budget; "
+                             "cpu-fast: budget + the CPU fast start); the flags and --set go on top")
     parser.add_argument("--data", nargs="+", help="training dataset folders (our format; see docs/datasets.md)")
     parser.add_argument("--val", help="validation dataset folder, evaluated after every epoch")
     parser.add_argument("--out", help="run folder (checkpoints/, metrics.jsonl, tensorboard/)")
@@ -64,19 +71,24 @@ def _parse_overrides(pairs: list[str]) -> tuple[dict, dict]:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..config import TRAIN_FIELDS, check_fields
-    from ..engine.datasets import open_datasets
-    from ..engine.distributed import init_distributed, shutdown
     from ..cli import UserError
-    from ..engine.train import RunFolderInUse, TrainConfig, TrainingInterrupted, seed_everything, train
-    from ..nets.factory import body_model_for, build_network
+    from ..config import TRAIN_FIELDS, ConfigError, check_fields, training_preset
+    from ..engine.checkpoint import seed_everything
+    from ..engine.datasets import training_inputs
+    from ..engine.distributed import init_distributed, shutdown
+    from ..engine.train import RunFolderInUse, TrainConfig, TrainingInterrupted, train
 
     top, model = _parse_overrides(args.set)
     flags = {"preset": args.preset, "data": args.data, "val": args.val, "out": args.out, "epochs": args.epochs,
              "max_steps": args.max_steps, "stage": args.stage, "init_from": args.init_from, "device": args.device}
     flags = check_fields({k: v for k, v in flags.items() if v is not None}, TRAIN_FIELDS, "command line", partial=True)
-    values = {**dataclasses.asdict(TrainConfig.from_yaml(args.config) if args.config else TrainConfig()), **flags,
-              **top}
+    if args.config and args.training_preset:
+        raise ConfigError("--config and --training-preset both give the training settings: use one (a config file "
+                          "holds every field it sets)")
+    base = (TrainConfig.from_yaml(args.config) if args.config else
+            TrainConfig.from_dict(training_preset(args.training_preset), f"training preset {args.training_preset}")
+            if args.training_preset else TrainConfig())
+    values = {**dataclasses.asdict(base), **flags, **top}
     values["model"] = {**values["model"], **model}
     cfg = TrainConfig.from_dict(values, f"{args.config} with the command line" if args.config else "command line")
     if cfg.stage == "param" and not cfg.init_from and not args.resume:
@@ -84,16 +96,12 @@ def run(args: argparse.Namespace) -> int:
                          "--init-from LIXEL_RUN/checkpoints/last.pt (or --resume a param-stage run)")
     env = init_distributed(cfg.device)
     seed_everything(cfg.seed)  # before anything random: the seed fixes the initial weights too
-    model_cfg = cfg.model_config()
-    body = body_model_for(model_cfg, args.body_model_path)
-    net = build_network(model_cfg, body)
-    kwargs = dict(body_model=body, model_path=args.body_model_path)
-    train_set = open_datasets(cfg.data, net, train=cfg.augment, seed=cfg.seed, **kwargs)
-    val_set = open_datasets([cfg.val], net, train=False, **kwargs) if cfg.val else None
+    inputs = training_inputs(cfg, args.body_model_path)
+    train_set, val_set = inputs.train_set, inputs.val_set
     logging.getLogger(__name__).info("train: %d training samples%s, %d process(es) on %s", len(train_set),
                                      f", {len(val_set)} validation" if val_set else "", env.world_size, env.device)
     try:
-        last = train(cfg, train_set, val_set, net=net, resume=args.resume, env=env, body_model=body)
+        last = train(cfg, train_set, val_set, net=inputs.net, resume=args.resume, env=env, body_model=inputs.body_model)
     except TrainingInterrupted as exc:  # SIGTERM/SIGINT: last.pt saved and the message logged; 143 / 130
         shutdown(env)
         return exc.exit_code

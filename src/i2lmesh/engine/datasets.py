@@ -1,8 +1,11 @@
-"""Open dataset folders (our on-disk format) as training/evaluation datasets for a given network."""
+"""Open dataset folders (our on-disk format) as training/evaluation datasets for a given network, and the one
+path from a training config to what a run needs: body model -> network -> datasets (:func:`training_inputs`)."""
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
@@ -12,8 +15,12 @@ from ..data.dataset import MixedDataset, RecordDataset
 from ..data.formats.i2lmesh import read_dataset
 from ..data.record import DatasetError, SampleRecord
 from ..data.targets import BodyModelBank, TargetSpec
-from ..nets.factory import CheckpointError
+from ..nets.factory import body_model_for, build_network
 from ..nets.i2l import I2LMeshNet
+from .checkpoint import CheckpointError
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 
 def check_network(net: I2LMeshNet, source: str = "network") -> None:
@@ -98,3 +105,31 @@ def open_datasets(paths: Sequence[str | Path], net: I2LMeshNet, train: bool, see
     if not train:
         return sets_3d[0] if len(sets_3d) == 1 and not sets_2d else MixedDataset(sets_3d, sets_2d, seed)
     return MixedDataset(sets_3d, sets_2d, seed)
+
+
+@dataclass
+class TrainingInputs:
+    """What a training run of a config needs besides the config: its body model, a freshly built network and the
+    opened datasets (``val_set`` None without a validation folder)."""
+
+    body_model: BodyModel
+    net: I2LMeshNet
+    train_set: Dataset
+    val_set: Dataset | None
+
+
+def training_inputs(cfg: "TrainConfig", model_path: str | os.PathLike | None = None,
+                    val: str | os.PathLike | None = None) -> TrainingInputs:
+    """Body model -> network -> datasets for ``cfg``: the body model its network config names (SMPL/MANO files
+    from ``model_path``), the network built from it (random weights: seed first, e.g.
+    ``engine.checkpoint.seed_everything(cfg.seed)``, for the seed to fix them), ``cfg.data`` opened for training
+    (augmented when ``cfg.augment``, seeded by ``cfg.seed``) and ``val`` (default ``cfg.val``) for scoring.
+    Errors as :func:`open_datasets`."""
+    model_cfg = cfg.model_config()
+    body = body_model_for(model_cfg, model_path)
+    net = build_network(model_cfg, body)
+    kwargs = dict(body_model=body, model_path=model_path)
+    train_set = open_datasets(cfg.data, net, train=cfg.augment, seed=cfg.seed, **kwargs)
+    val = val if val is not None else cfg.val
+    val_set = open_datasets([val], net, train=False, **kwargs) if val else None
+    return TrainingInputs(body, net, train_set, val_set)

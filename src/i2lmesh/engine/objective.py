@@ -1,8 +1,8 @@
 """One training step's forward and loss terms, for every network variant (docs/reproduction.md).
 
-The training loop, evaluation and the tests call :func:`forward_network` and :func:`network_losses`, so the cascade variants are handled in one place:
-MeshNet fed the ground-truth pose gets the targets' joints as its pose input, and a network without PoseNet has
-no PoseNet pose term.
+The training loop, evaluation and the tests call :func:`forward_network` and :func:`network_losses`, so the cascade
+variants are handled in one place: MeshNet fed the ground-truth pose gets the targets' joints as its pose input, and
+a network without PoseNet has no PoseNet pose term.
 """
 from __future__ import annotations
 

@@ -13,10 +13,13 @@ reference reduces; official_spec.md 3):
 * ``param_joint``: J x mesh vs the dataset's 3D joints; ``param_joint_fit``: vs the fit's joints;
 * ``param_vertex`` (ours, not the reference's): the mesh vs the fit's mesh where the sample has one. It supervises
   samples without parameters (Anny bodies seen mirrored: Anny's local bones have no mirror rule for parameters).
+
+Training: :class:`ParamStageTrainer`, the ``Trainer`` of ``stage: param`` (``train`` picks it from the config).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
@@ -24,42 +27,40 @@ import numpy as np
 import torch
 
 from ..bodymodels.base import BodyModel, BodyModelOutput
-from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from ..losses import coord_l1
-from ..nets.factory import rest_rotations
+from ..geometry.rotations import axis_angle_to_matrix
+from ..losses import LossTargets, coord_l1
+from ..nets.factory import body_model_for
 from ..nets.heads import matrix_to_rot6d
 from ..nets.i2l import I2LMeshNet, ParamRegressor
+from .checkpoint import load_imagenet_weights, load_initial_weights
+from .objective import forward_network
+from .trainer import Trainer
+
+logger = logging.getLogger(__name__)
 
 _META_KEYS = ("joints_cam_rel_m", "joints_cam_valid", "fit_joints_cam_rel_m", "fit_joints_cam_valid",
               "vertices_cam_rel_m", "has_mesh", "body_params")
 
 
-def _is_anny(body_model: BodyModel) -> bool:
-    return body_model.name.startswith("anny")
-
-
 def model_shape(body_model: BodyModel, raw_shape: torch.Tensor) -> torch.Tensor:
-    """The regressor's shape output (B,S) -> the body model's shape parameters (B,S).
+    """The regressor's shape output (B,S) -> the body model's shape parameters (B,S): ``shape_from_network``.
 
     Anny's phenotypes are only defined in [0, 1]: a sigmoid keeps them there (a raw 0 is 0.5, the average adult,
     where a fresh regressor starts). SMPL/MANO betas are used as they are, as the reference (and its checkpoints).
     """
-    return torch.sigmoid(raw_shape) if _is_anny(body_model) else raw_shape
+    return body_model.shape_from_network(raw_shape)
 
 
 def param_mesh(body_model: BodyModel, rotations: torch.Tensor, shape: torch.Tensor) -> BodyModelOutput:
     """Differentiable root-relative mesh (B,V,3) and joints (B,J,3) = J x mesh, camera metres.
 
     rotations (B,R,3,3): the rotations of the body model's axis-angle pose parameters (root first, in the camera
-    frame); shape (B,S): body-model shape parameters (see :func:`model_shape`). MANO adds its mean hand to the
-    finger axis-angles (the reference's ``flat_hand_mean=False``), so its rotations go through axis-angle;
-    Anny and SMPL take the matrices directly.
+    frame); shape (B,S): body-model shape parameters (see :func:`model_shape`). The body model's
+    ``pose_from_rotations`` makes its pose argument: MANO adds its mean hand to the finger axis-angles (the
+    reference's ``flat_hand_mean=False``), so its rotations go through axis-angle; Anny and SMPL take the matrices.
     """
     assert rotations.ndim == 4 and rotations.shape[-2:] == (3, 3), "rotations should be a BxRx3x3 tensor."
-    pose = rotations
-    if getattr(body_model, "hands_mean", None) is not None:
-        pose = matrix_to_axis_angle(rotations).reshape(rotations.shape[0], -1)
-    out = body_model(pose=pose, shape=shape)
+    out = body_model(pose=body_model.pose_from_rotations(rotations), shape=shape)
     root = out.joints_m[:, body_model.root_index:body_model.root_index + 1]
     return BodyModelOutput(vertices_m=out.vertices_m - root, joints_m=out.joints_m - root)
 
@@ -152,14 +153,14 @@ def param_losses(body_model: BodyModel, rotations: torch.Tensor, shape: torch.Te
 
 def init_param_regressor(regressor: ParamRegressor, body_model: BodyModel) -> None:
     """Start a fresh regressor at the body model's rest pose, a body upright and facing the camera
-    (``nets.factory.rest_rotations``, as the "param" target's head): ``fc_pose``'s bias = their 6D codes.
+    (``body_model.rest_rotations()``, as the "param" target's head): ``fc_pose``'s bias = their 6D codes.
 
     The reference zeroes the bias; its 6D output then starts near zero, where Gram-Schmidt turns small random
     vectors into arbitrary rotations, one per sample and bone. With this bias the first meshes are near the
     rest pose (and, after :func:`model_shape`, the average shape).
     """
     with torch.no_grad():
-        regressor.fc_pose.bias.copy_(matrix_to_rot6d(rest_rotations(body_model)).reshape(-1))
+        regressor.fc_pose.bias.copy_(matrix_to_rot6d(body_model.rest_rotations()).reshape(-1))
 
 
 @contextlib.contextmanager
@@ -174,5 +175,74 @@ def without_param_regressor(net: I2LMeshNet) -> Iterator[ParamRegressor | None]:
         net.param_regressor = regressor
 
 
+def check_body_model(net: I2LMeshNet, body_model: BodyModel) -> None:
+    """ValueError unless ``body_model`` has the network's vertices, rotations and shape values (what the regressor
+    drives)."""
+    cfg = net.config
+    want = (cfg.num_vertices, cfg.param_num_rotations, cfg.param_shape_dim)
+    have = (body_model.num_vertices, body_model.num_pose_rotations, body_model.num_shape_params)
+    if want != have:
+        raise ValueError(f"stage 'param': body model {body_model.name!r} has {have[0]} vertices, {have[1]} rotations "
+                         f"and {have[2]} shape values, the network expects {want[0]}, {want[1]} and {want[2]}")
+
+
+class ParamStageTrainer(Trainer):
+    """``stage: param``: the lixel network frozen, only its parameter regressor trained with :func:`param_losses`
+    (the optimizer, DDP and ``freeze_bn`` see the regressor alone). Epochs continue the lixel stage's count
+    (``TrainConfig.stage_epochs``). ``body_model`` turns the regressor's output into meshes (default: the one the
+    network's config names; SMPL/MANO need their files, so pass them); validation scores its mesh too.
+    """
+
+    def prepare(self) -> None:
+        """ValueError for a network without a parameter regressor or a body model that does not fit it; the body
+        model goes to the training device."""
+        if self.net.param_regressor is None:
+            raise ValueError("stage 'param' trains the parameter regressor, but the network has none "
+                             "(build it from TrainConfig.model_config(), which sets model.param_regressor)")
+        body_model = self.body_model if self.body_model is not None else body_model_for(self.net.config)
+        check_body_model(self.net, body_model)
+        self.body_model = body_model.to(self.env.device)
+
+    def initialise_weights(self) -> None:
+        """``init_from`` (the lixel stage's network or checkpoint); a regressor it lacks starts at the rest pose
+        (:func:`init_param_regressor`). Without ``init_from``: ImageNet backbones if asked, and a warning."""
+        cfg = self.cfg
+        if cfg.init_from:
+            if not load_initial_weights(self.net, cfg.init_from):
+                init_param_regressor(self.net.param_regressor, self.body_model)
+        elif cfg.imagenet_weights != "none":
+            load_imagenet_weights(self.net, cfg.imagenet_weights)
+        if not cfg.init_from:
+            logger.warning("stage 'param' without init_from: training the regressor on the network's current "
+                           "weights")
+
+    def trained_module(self) -> torch.nn.Module:
+        return self.net.param_regressor
+
+    def train_mode(self) -> None:
+        """Only the regressor in train mode; the frozen lixel part in eval mode, so its BatchNorms use (and keep)
+        the lixel stage's running statistics. The reference calls ``model.train()`` on everything, so there the
+        frozen BNs normalise with batch statistics under no_grad and their running statistics drift during the
+        param stage. ``freeze_bn``: the regressor's BNs in eval mode too."""
+        self.net.eval()
+        self.net.param_regressor.train()
+        self._freeze_bn(self.net.param_regressor)
+
+    def compute_losses(self, images: torch.Tensor, targets: LossTargets, meta: dict[str, Any]
+                       ) -> dict[str, torch.Tensor]:
+        """The frozen lixel part without gradients (under autocast with AMP), then the regressor (``self.model``,
+        DDP-wrapped under torchrun) on its mesh joints (B,J,3 heatmap bins), scored by :func:`param_losses`
+        against the camera-space ground truth in ``meta``."""
+        body_model, device = self.body_model, self.env.device
+        with torch.no_grad(), torch.autocast(device.type, enabled=self.use_amp), without_param_regressor(self.net):
+            out = forward_network(self.net, self.net, images, targets)
+        rotations, raw_shape = self.model(out.mesh_joints_hm.float())
+        return param_losses(body_model, rotations, model_shape(body_model, raw_shape),
+                            ParamTargets.from_meta(meta, body_model, device))
+
+    def evaluate_kwargs(self) -> dict[str, Any]:
+        return {"body_model": self.body_model}
+
+
 __all__ = ["ParamTargets", "model_shape", "param_mesh", "param_prediction", "param_losses", "init_param_regressor",
-           "without_param_regressor"]
+           "without_param_regressor", "check_body_model", "ParamStageTrainer"]

@@ -21,22 +21,22 @@ from typing import Any
 
 import torch
 
-from ..config import get_preset
+from ..config import get_preset, training_preset
 from .tables import TABLES, Row, Table
 
 log = logging.getLogger(__name__)
 
 
 def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: float | None, preset: str = "cpu-small",
-            lr: float = 3e-4, batch_size: int = 16, seed: int = 0, workers: int = 2, device: str = "auto",
+            lr: float | None = None, batch_size: int = 16, seed: int = 0, workers: int = 2, device: str = "auto",
             wall_clock: bool = False, imagenet_weights: str = "none", keep_checkpoints: bool = False,
             max_steps: int | None = None) -> dict[str, Any]:
     """Train one row's network within the budget (``budget_minutes`` and/or ``max_steps``) and score it on ``val``;
-    cached in OUT/runs/BUDGET/KEY/result.json."""
-    from ..engine.datasets import open_datasets
+    cached in OUT/runs/BUDGET/KEY/result.json. Training settings: the training preset "budget"
+    (``config.TRAINING_PRESETS``; ``lr`` None: its lr, 3e-4) with this row's network."""
+    from ..engine.datasets import training_inputs
     from ..engine.evaluate import evaluate
     from ..engine.train import TrainConfig, train
-    from ..nets.factory import body_model_for, build_network
 
     heatmap = get_preset(preset).heatmap_size
     key = row.key(heatmap)
@@ -53,15 +53,12 @@ def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: floa
         raise ValueError("set a budget: minutes, steps or both")
     budget = {} if budget_minutes is None else {"max_minutes": budget_minutes} if wall_clock else {
         "max_cpu_minutes": budget_minutes * torch.get_num_threads()}
-    cfg = TrainConfig(preset=preset, model=row.model_overrides(heatmap), data=list(data), val=None, out=str(run_dir),
-                      epochs=1000, lr=lr, lr_decay_epochs=[1000], batch_size=batch_size, seed=seed,
-                      num_workers=workers, device=device, imagenet_weights=imagenet_weights, log_every_steps=10,
-                      keep_epoch_checkpoints=False, max_steps=max_steps, **budget)
-    model_cfg = cfg.model_config()
-    body = body_model_for(model_cfg)
-    net = build_network(model_cfg, body)
-    train_set = open_datasets(cfg.data, net, train=True, seed=seed, body_model=body)
-    val_set = open_datasets([val], net, train=False, body_model=body)
+    cfg = TrainConfig(**training_preset(
+        "budget", preset=preset, model=row.model_overrides(heatmap), data=list(data), val=None, out=str(run_dir),
+        batch_size=batch_size, seed=seed, num_workers=workers, device=device, imagenet_weights=imagenet_weights,
+        max_steps=max_steps, **({} if lr is None else {"lr": lr}), **budget))
+    inputs = training_inputs(cfg, val=val)
+    net, train_set, val_set = inputs.net, inputs.train_set, inputs.val_set
     log.info("reproduce: %s (%s): training, budget %s", row.label, key, budget_tag)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     progress = {"step": 0}
@@ -72,7 +69,7 @@ def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: floa
     head_params = sum(p.numel() for p in net.mesh_net.parameters())
     result = {
         "label": row.label, "key": key, "preset": preset, "model": cfg.model, "steps": steps,
-        "images": steps * batch_size, "train_wall_s": wall, "train_cpu_s": cpu, "lr": lr, "batch_size": batch_size,
+        "images": steps * batch_size, "train_wall_s": wall, "train_cpu_s": cpu, "lr": cfg.lr, "batch_size": batch_size,
         "params_m": sum(p.numel() for p in net.parameters()) / 1e6, "head_params_m": head_params / 1e6,
         **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
     }
