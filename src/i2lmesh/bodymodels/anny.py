@@ -89,6 +89,11 @@ class _AnnyModel(BodyModel):
     def num_shape_params(self) -> int:
         return len(PHENOTYPE_LABELS)
 
+    def shape_from_network(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw network output (B, 6) -> phenotypes (B, 6) in [0, 1], where Anny's are defined: a sigmoid (a raw 0
+        is 0.5 each, the average young adult, where a fresh regressor starts)."""
+        return torch.sigmoid(raw)
+
     @property
     def _device(self) -> torch.device:
         return self.joint_regressor.device
@@ -175,6 +180,19 @@ class AnnyBody(_AnnyModel):
         if device is not None:
             self.to(device)
 
+    @classmethod
+    def from_options(cls, model_path: str | os.PathLike | None = None, *, gender: str = "neutral",
+                     mesh: str = "reduced") -> "AnnyBody":
+        """``AnnyBody(mesh)``: built in (``model_path`` is ignored) and gender is a shape phenotype (ignored)."""
+        return cls(mesh=mesh)  # type: ignore[arg-type]
+
+    def rest_rotations(self) -> torch.Tensor:
+        """(104, 3, 3) identities but the root, ``ANNY_TO_CAMERA``: the rest body (Z up, facing -Y) stands upright
+        facing the camera."""
+        rotations = super().rest_rotations()
+        rotations[0] = ANNY_TO_CAMERA
+        return rotations
+
     def full_to_reduced(self, vertices: torch.Tensor) -> torch.Tensor:
         """(..., 13718, 3) full-mesh vertices -> (..., 6890, 3) reduced-mesh vertices (an exact subset)."""
         return vertices[..., self.reduced_vertex_ids, :]
@@ -200,6 +218,12 @@ class AnnyHand(_AnnyModel):
 
     name = "anny-hand"
     kind = "hand"
+
+    @classmethod
+    def from_options(cls, model_path: str | os.PathLike | None = None, *, gender: str = "neutral",
+                     mesh: str = "reduced") -> "AnnyHand":
+        """``AnnyHand()``, the right hand: built in, one mesh (``model_path``, ``gender``, ``mesh`` are ignored)."""
+        return cls()
 
     def __init__(self, side: Literal["right", "left"] = "right", cache_dir: str | os.PathLike | None = None,
                  device: torch.device | str | None = None) -> None:

@@ -6,8 +6,9 @@ float32, and lives on whatever device the module is moved to.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -33,11 +34,21 @@ class BodyModel(nn.Module):
     """Base class: topology, joint regressor and joint metadata, plus a parametric forward.
 
     Subclasses set the buffers ``faces`` (F, 3) int64 and ``joint_regressor`` (J, V) float32 and the
-    metadata below, and implement :meth:`forward` and :meth:`sample_params`.
+    metadata below, and implement :meth:`forward`, :meth:`sample_params` and :meth:`from_options`. What the
+    network, training and data code need to know about a model's parameters is asked of the model, never of its
+    name: :attr:`needs_user_files`, :meth:`rest_rotations`, :meth:`shape_from_network`,
+    :meth:`pose_from_rotations`, :attr:`pose_flip_pairs` and :meth:`rest_root_joint`; each has a documented
+    default here that subclasses override where they differ.
     """
 
     name: str = "body-model"
     kind: Kind = "body"
+    # True for models built from files the user supplies (licensed SMPL/MANO); False for built-in ones (Anny).
+    needs_user_files: ClassVar[bool] = False
+    # Left/right index pairs of the pose rotations (rows of ``forward``'s pose) that a mirror x -> -x swaps, for
+    # mirroring parameters in parameter space (``data.augment.flip_body_params``). Default: none (hands; models
+    # whose parameters are mirrored through their mesh instead, such as Anny's).
+    pose_flip_pairs: tuple[tuple[int, int], ...] = ()
 
     faces: torch.Tensor
     joint_regressor: torch.Tensor
@@ -116,6 +127,38 @@ class BodyModel(nn.Module):
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Random plausible parameters (pose within joint ranges, shape within its prior) for ``forward``."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    @classmethod
+    def from_options(cls, model_path: str | os.PathLike | None = None, *, gender: str = "neutral",
+                     mesh: str = "reduced") -> "BodyModel":
+        """Build the model from the options a config or a dataset gives: ``model_path`` (the user's model file or
+        folder; ignored by built-in models), ``gender`` ("neutral"|"male"|"female"; models without genders ignore
+        it) and ``mesh`` ("reduced"|"full"; Anny body only). Each subclass picks the options it uses."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def rest_rotations(self) -> torch.Tensor:
+        """Per-rotation matrices (R, 3, 3), R = :attr:`num_pose_rotations`, float32 on CPU, of the model standing
+        upright and facing the camera (camera frame: x right, y down, z forward), the rest pose otherwise: where a
+        parameter-regression head starts. Default: all identities (a model frame that already is the camera frame,
+        e.g. hands, which start at their rest pose); bodies override the root rotation ``[0]``."""
+        return torch.eye(3).repeat(self.num_pose_rotations, 1, 1)
+
+    def shape_from_network(self, raw: torch.Tensor) -> torch.Tensor:
+        """A network's unconstrained shape output (B, S) -> this model's shape parameters (B, S) for ``forward``.
+        Default: used as they are (SMPL/MANO betas, as the reference and its checkpoints)."""
+        return raw
+
+    def pose_from_rotations(self, rotations: torch.Tensor) -> torch.Tensor:
+        """Rotations (B, R, 3, 3) of the pose parameters (root first) -> the ``pose`` argument of ``forward``.
+        Default: the matrices themselves (models whose forward takes rotation matrices as they are)."""
+        return rotations
+
+    def rest_root_joint(self, shape: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The root joint J0 (B, 3), metres, of the shaped rest pose: the point the root rotation turns the body
+        about, so that the posed root sits at J0 + trans. shape: (B, <=S) or None (the mean shape, B = 1).
+        Default: None, for models whose root stays at the origin whatever the shape (Anny's pelvis or wrist),
+        which mirroring treats as J0 = 0."""
+        return None
 
     def topology_info(self) -> dict:
         """What a checkpoint or a dataset needs to know about the mesh and joints (no tensors of weights)."""

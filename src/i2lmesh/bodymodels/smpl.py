@@ -32,6 +32,8 @@ from .model_files import (MANO_PARENTS, MODEL_SIZES, SMPL_PARENTS, ModelFileForm
 SMPL_FACE_VERTICES: dict[str, int] = {"Nose": 331, "L_Eye": 2802, "R_Eye": 6262, "L_Ear": 3489, "R_Ear": 3990}
 MANO_FINGERTIP_VERTICES: dict[str, int] = {"Thumb_4": 745, "Index_4": 317, "Middle_4": 445, "Ring_4": 556,
                                            "Pinky_4": 673}
+# Left/right pairs of SMPL's 24 pose rotations (the first 24 joints of SMPL_29), for mirroring parameters.
+SMPL_POSE_FLIP_PAIRS: tuple[tuple[int, int], ...] = tuple(p for p in SMPL_29.flip_pairs if max(p) < 24)
 # Rows of [16 MANO joints; 5 tips] in MANO_21 order (wrist, thumb, index, middle, ring, pinky; base to tip).
 MANO_21_ORDER: tuple[int, ...] = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
 
@@ -122,6 +124,7 @@ class _SkinnedModel(BodyModel):
     """
 
     num_pose_joints: int = 24
+    needs_user_files = True
 
     def __init__(self, data: Mapping[str, Any], joint_regressor: np.ndarray, joint_set: JointSet, parents,
                  num_betas: int = 10) -> None:
@@ -150,6 +153,15 @@ class _SkinnedModel(BodyModel):
     @property
     def num_shape_params(self) -> int:
         return self.num_betas
+
+    def rest_root_joint(self, shape: torch.Tensor | None = None) -> torch.Tensor:
+        """J0 (B, 3) in metres: the model's own root joint (``kinematic_regressor`` row 0) on the shaped rest mesh
+        (identity rotations, so MANO's mean hand is not added), the point the global rotation turns about.
+        shape: (B, <=num_betas) betas or None (zeros, B = 1)."""
+        batch = 1 if shape is None else shape.shape[0]
+        eye = torch.eye(3, device=self.v_template.device).expand(batch, self.num_pose_joints, 3, 3)
+        verts = self._skin(eye, None if shape is None else shape.to(self.v_template.device), None).vertices_m
+        return torch.stack([self.kinematic_regressor[0] @ v for v in verts])
 
     def _skin(self, pose: torch.Tensor, shape: torch.Tensor | None, trans: torch.Tensor | None) -> BodyModelOutput:
         """pose (B, K*3) axis-angle or (B, K, 3, 3) rotations; shape (B, <=num_betas); trans (B, 3) metres."""
@@ -215,6 +227,7 @@ class SMPL(_SkinnedModel):
     name = "smpl"
     kind = "body"
     num_pose_joints = 24
+    pose_flip_pairs = SMPL_POSE_FLIP_PAIRS
 
     def __init__(self, model_path: str | os.PathLike, gender: Gender = "neutral",
                  h36m_regressor_path: str | os.PathLike | None = None, device: torch.device | str | None = None,
@@ -232,6 +245,20 @@ class SMPL(_SkinnedModel):
             self.add_extra_regressor(H36M_17, load_h36m_regressor(h36m_regressor_path))
         if device is not None:
             self.to(device)
+
+    @classmethod
+    def from_options(cls, model_path: str | os.PathLike | None = None, *, gender: str = "neutral",
+                     mesh: str = "reduced") -> "SMPL":
+        """``SMPL(model_path, gender)`` (``mesh`` is ignored: SMPL has one topology). A missing file raises
+        :class:`BodyModelFileError`."""
+        return cls(model_path, gender=gender)  # type: ignore[arg-type]
+
+    def rest_rotations(self) -> torch.Tensor:
+        """(24, 3, 3) identities but the root: 180 degrees about x, turning SMPL's frame (y up, facing +z) into the
+        camera's (y down), so the body stands upright facing the camera."""
+        rotations = super().rest_rotations()
+        rotations[0] = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+        return rotations
 
     @classmethod
     def from_official_buffers(cls, buffers: Mapping[str, torch.Tensor], gender: Gender = "neutral",
@@ -300,6 +327,20 @@ class MANO(_SkinnedModel):
         self.register_buffer("hands_mean", torch.as_tensor(hands_mean, dtype=torch.float32), persistent=False)
         if device is not None:
             self.to(device)
+
+    @classmethod
+    def from_options(cls, model_path: str | os.PathLike | None = None, *, gender: str = "neutral",
+                     mesh: str = "reduced") -> "MANO":
+        """``MANO(model_path)``: the right hand with the reference's mean hand (MANO has no gender and one mesh,
+        so ``gender`` and ``mesh`` are ignored). A missing file raises :class:`BodyModelFileError`."""
+        return cls(model_path)
+
+    def pose_from_rotations(self, rotations: torch.Tensor) -> torch.Tensor:
+        """Rotations (B, 16, 3, 3) -> (B, 48) axis-angle: :meth:`forward` adds the mean hand to the finger
+        axis-angles (the reference's ``flat_hand_mean=False``), which it cannot do to matrices."""
+        from ..geometry.rotations import matrix_to_axis_angle
+
+        return matrix_to_axis_angle(rotations).reshape(rotations.shape[0], -1)
 
     @classmethod
     def from_official_buffers(cls, buffers: Mapping[str, torch.Tensor], side: Side = "right",
