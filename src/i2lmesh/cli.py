@@ -12,6 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .commands.errors import UserError
+
 # name -> module under i2lmesh.commands
 COMMANDS: dict[str, str] = {
     "quickstart": "quickstart",
@@ -31,10 +33,6 @@ COMMANDS: dict[str, str] = {
 # The dataset formats of ``data.formats.LOADERS``, named here so that building the parser imports no torch
 # (tests/test_method_fit.py checks that the two lists agree).
 DATASET_FORMATS = ("coco", "freihand", "h36m", "i2lmesh", "muco", "pw3d", "surreal")
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed as one line, exit code 2."""
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, ValueError)

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--boxes", type=Path, default=None, metavar="JSON", help="boxes from a JSON file: a list of "
                         "[x, y, w, h] for every input, or {\"file name or stem\": [[x, y, w, h], ...]}")
     parser.add_argument("--focal", type=float, default=None, metavar="F", help="focal length in pixels of the "
-                        "original image (default: the image diagonal; the reference uses 1500)")
+                        "original image (default: 1500, the paper's, as for every unknown camera)")
     parser.add_argument("--root-depth", type=float, default=None, metavar="M", help="distance of the root joint "
                         "from the camera in metres (default: estimated from the box size)")
     parser.add_argument("--kind", choices=("body", "hand"), default=None, help="body or hand: with a checkpoint, "
@@ -234,10 +234,11 @@ def _image_info(path: Path, loaded, predictor) -> dict:
 
 def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
     from ..export.meshes import write_glb, write_obj, write_ply, write_results_json, write_results_npz
+    from ..inference.images import as_loaded_image
 
     out = args.out
-    results = predictor.predict(str(path), boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
-    loaded = predictor.last_images[0]
+    loaded = as_loaded_image(path)  # the working copy the Predictor sees (downscaled when huge) and its scale
+    results = predictor.predict(loaded, boxes=boxes, intrinsics=args.focal, root_depth_m=args.root_depth)
     info = _image_info(path, loaded, predictor)
     info["timings_s"] = {k: round(v, 4) for k, v in predictor.last_timings.items()}
     # The overlay is drawn on the working copy of the image, so K goes to its pixels.
@@ -268,6 +269,7 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
 
 def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool) -> int:
     from ..export.meshes import write_results_json
+    from ..inference.images import as_loaded_image
     from ..inference.tracking import VideoPredictor
     from ..inference.video import VideoReader, VideoWriter
 
@@ -282,8 +284,8 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
         bar = _progress(total=reader.num_frames if reader.num_frames > 0 else None, desc=path.name, unit="frame",
                         enabled=progress, leave=False)
         for index, time_s, rgb in reader:
-            results = video(rgb, name=f"{path} frame {index}")  # names the frame in warnings
-            loaded = predictor.last_images[0]
+            loaded = as_loaded_image(rgb, name=f"{path} frame {index}")  # the name is the frame's in warnings
+            results = video(loaded, name=loaded.source)
             K_orig = results[0].K if results else predictor.default_intrinsics(loaded, args.focal)
             K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
             writer.write(overlay_picture(loaded.rgb, results, K_work, args.render_backend))
@@ -318,7 +320,7 @@ def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
 def _method(args) -> str:
     """``--method`` (default: network with a checkpoint, else fit); UserError (exit 2) when the method and the
     checkpoint do not go together."""
-    from ..cli import UserError
+    from .errors import UserError
 
     method = args.method or ("network" if args.checkpoint is not None else "fit")
     if method == "fit" and args.checkpoint is not None:
@@ -331,7 +333,7 @@ def _method(args) -> str:
 def _make_predictor(args):
     """The Predictor of ``--method`` (default: network with a checkpoint, else fit); UserError (exit 2) when the
     method and the checkpoint do not go together or the checkpoint cannot be used."""
-    from ..cli import UserError
+    from .errors import UserError
     from ..inference.predictor import BadInputError, Predictor
     from ..nets.factory import CheckpointError
 
@@ -355,7 +357,7 @@ def _make_predictor(args):
 def run(args: argparse.Namespace) -> int:
     # Options and files are checked with modules that do not import torch, so that a usage error or a run whose
     # every input is unusable answers at once instead of after loading torch and the models (seconds to a minute).
-    from ..cli import UserError
+    from .errors import UserError
     from ..inference.detect import DetectorUnavailable, load_boxes_json
     from ..inference.errors import MAX_THREADS, BadInputError, check_focal, check_root_depth
     from ..inference.images import file_problem

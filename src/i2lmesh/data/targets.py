@@ -3,8 +3,8 @@
 Per sample (official_spec.md 4.2-4.7):
 
 1. box: ``process_bbox`` (sanitise, square, x1.25) unless the record's box is final (RootNet test boxes);
-2. flip (virtual mirrored view, see ``augment``), then the affine crop with scale and rotation -> (3, S, S) RGB in
-   [0, 1] with the colour jitter;
+2. flip (virtual mirrored view, see ``augment``), then the affine crop with scale and rotation
+   (``geometry.crop.warp_image``, the crop the Predictor uses) -> (3, S, S) RGB in [0, 1] with the colour jitter;
 3. "orig" joints: the dataset's 2D joints through the crop -> x, y bins; depth relative to the dataset's root ->
    z bins; mapped by name onto the network's joint set; valid where annotated and inside the heatmap (z checked
    only for 3D samples);
@@ -74,7 +74,8 @@ class BodyModelBank:
     """Body models by (name, gender) to evaluate record parameters, built lazily from the user's model folder.
 
     ``models``: ready models keyed by name ("smpl", "mano", "anny") or (name, gender). ``model_path``: folder or
-    file for SMPL/MANO (see ``bodymodels.smpl``). Models are evaluated on CPU, one sample at a time.
+    file for the models that need user files (SMPL/MANO, see ``bodymodels.smpl``), built on first use with
+    ``BodyModel.from_options``. Models are evaluated on CPU, one sample at a time.
     """
 
     def __init__(self, models: Mapping[Any, BodyModel] | None = None, model_path: str | Path | None = None) -> None:
@@ -86,11 +87,16 @@ class BodyModelBank:
         for key in ((name, gender), name):
             if key in self._models:
                 return self._models[key]
-        if self.model_path is None or name not in ("smpl", "mano"):
+        if self.model_path is None:
             return None
-        from ..bodymodels import create_body_model
-        kwargs = {"gender": gender} if name == "smpl" else {}
-        model = create_body_model(name, model_path=self.model_path, **kwargs).eval()
+        from ..bodymodels import body_model_class
+        try:
+            cls = body_model_class(name)
+        except ValueError:  # a name no body model has: nothing to evaluate the record with
+            return None
+        if not cls.needs_user_files:
+            return None
+        model = cls.from_options(self.model_path, gender=gender).eval()
         self._models[(name, gender)] = model
         return model
 
@@ -108,17 +114,14 @@ class BodyModelBank:
 
     @torch.no_grad()
     def rest_root_joint(self, name: str, gender: str, shape: np.ndarray | None) -> np.ndarray | None:
-        """The root joint J0 of the shaped rest pose (what SMPL/MANO rotate about), metres."""
+        """The root joint J0 (3,) of the shaped rest pose (what SMPL/MANO rotate about), metres
+        (``BodyModel.rest_root_joint``); None without the model or for models whose root stays at the origin."""
         model = self.get(name, gender)
-        if model is None or not hasattr(model, "kinematic_regressor"):
+        if model is None:
             return None
-        k = int(getattr(model, "num_pose_joints", 24))
-        pose = torch.zeros(1, 3 * k)
         shape_t = None if shape is None else torch.as_tensor(np.asarray(shape, np.float32)).reshape(1, -1)
-        if name == "mano":  # the rest pose must not include the mean hand: use rotation matrices (identity)
-            pose = torch.eye(3).expand(1, k, 3, 3)
-        verts = model(pose=pose, shape=shape_t).vertices_m[0]
-        return (model.kinematic_regressor[0] @ verts).double().numpy()
+        j0 = model.rest_root_joint(shape_t)
+        return None if j0 is None else j0[0].double().numpy()
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -271,9 +274,8 @@ def _fit_in_view(record: SampleRecord, a: Augmentation, width: int, bank: BodyMo
             verts, _, _ = bank.evaluate(record.body_model, record.body_gender, params)
             return aug_.flip_vertices(verts, np.asarray(flip_index)), None, None, None
         if a.flip:
-            pairs = aug_.SMPL_POSE_FLIP_PAIRS if record.body_model == "smpl" else ()
             j0 = bank.rest_root_joint(record.body_model, record.body_gender, params.get("shape"))
-            params = aug_.flip_body_params(params, pairs, j0)
+            params = aug_.flip_body_params(params, model.pose_flip_pairs, j0)
         verts, joints, model = bank.evaluate(record.body_model, record.body_gender, params)
         return verts, joints, model.joint_set, {k: np.asarray(v, np.float64) for k, v in params.items()}
     if record.vertices_cam_m is not None:

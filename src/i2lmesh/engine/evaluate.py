@@ -1,10 +1,11 @@
 """Evaluation: decode the network's lixel outputs to camera space and score them (docs/evaluation.md).
 
 Protocol: the predicted mesh is decoded with the sample's crop transform, intrinsics and the ground-truth root
-depth (the reference's ``use_gt_info``; RootNet's depth when the dataset provides one), joints = J x mesh with the
-network's regressor. MPJPE is root-aligned (each skeleton's root joint subtracted), PA-MPJPE after a similarity
-Procrustes per sample; MPVPE/PA-MPVPE likewise on the vertices (root-aligned with each mesh's own root joint);
-F@5/F@15 mm on Procrustes-aligned vertices for hands. Only valid ground-truth joints count.
+depth (the reference's ``use_gt_info``; RootNet's depth when the dataset provides one) by the decoder the Predictor
+uses (``inference.decode``): joints = J x the camera-space mesh with the network's regressor (paper Eq. 7).
+MPJPE is root-aligned (each skeleton's root joint subtracted), PA-MPJPE after a similarity Procrustes per sample;
+MPVPE/PA-MPVPE likewise on the vertices (root-aligned with each mesh's own root joint); F@5/F@15 mm on
+Procrustes-aligned vertices for hands. Only valid ground-truth joints count.
 
 A network with a parameter regressor also gets its body-model mesh scored (keys prefixed ``param_``), as the
 reference reports both meshes: the regressor's root-relative mesh and J x mesh, same protocol and ground truth.
@@ -19,12 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ..bodymodels import body_model_class
 from ..bodymodels.base import BodyModel, BodyModelFileError
 from ..data.dataset import collate
 from ..device import resolve_device
-from ..geometry.camera import decode_to_camera
 from ..geometry.procrustes import procrustes_align
-from ..losses import LossTargets
+from ..inference.decode import decode
 from ..metrics import f_score, pa_errors, point_errors_mm
 from ..nets.i2l import I2LMeshNet, I2LOutput
 from .datasets import check_kinds, check_network, dataset_kinds
@@ -35,33 +36,23 @@ from .param_stage import param_prediction
 _ROW_KEYS = ("joint_err", "joint_valid", "pa_joint", "mesh_err", "pa_mesh", "f5", "f15", "pred_joints", "pred_verts")
 
 
-@torch.no_grad()
-def predict_camera(net: I2LMeshNet, images: torch.Tensor, meta: dict[str, Any],
-                   targets: LossTargets | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (B,V,3), joints (B,J,3)) in camera metres for a batch, decoded with the batch's meta
-    (``targets`` only for the "gt-pose" cascade, which takes the ground-truth pose as input)."""
-    return decode_camera(net, forward_network(net, net, images, targets), meta)
-
-
 def decode_camera(net: I2LMeshNet, out: I2LOutput, meta: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``out``'s lixel mesh and its J x mesh in camera metres (float64), decoded with the batch's meta."""
-    cfg = net.config
-    root = meta["root_depth_m"].double()
-    verts = decode_to_camera(out.vertices_hm.double().cpu(), meta["bb2img_trans"].double(), root,
-                             meta["K"].double(), cfg.input_size, cfg.heatmap_size, cfg.depth_bins,
-                             cfg.bbox_3d_size_m)
-    joints = torch.matmul(net.joint_regressor.double().cpu(), verts)
-    return verts.numpy(), joints.numpy()
+    """``out``'s mesh (B,V,3) and joints (B,J,3) in camera metres (float64), decoded with the batch's meta
+    (``bb2img_trans`` (B,2,3), ``K`` (B,3,3), ``root_depth_m`` (B,)) by :func:`~i2lmesh.inference.decode.decode`:
+    joints = J x the camera-space mesh, the Predictor's joints for the same output."""
+    decoded = decode(out.vertices_hm.double().cpu(), net.joint_regressor.double().cpu(),
+                     meta["bb2img_trans"].double(), meta["K"].double(), meta["root_depth_m"].double(), net.config)
+    return decoded.vertices_m.numpy(), decoded.joints_m.numpy()
 
 
 def _param_body_model(net: I2LMeshNet, body_model: BodyModel | None, device: str | torch.device
                       ) -> BodyModel | None:
-    """The body model that turns ``net``'s regressor output into a mesh: ``body_model``, else the embedded Anny
-    one its config names; None without a regressor or when SMPL/MANO files were not given."""
+    """The body model that turns ``net``'s regressor output into a mesh: ``body_model``, else the built-in one its
+    config names (Anny); None without a regressor or when the model needs user files (SMPL/MANO) not given."""
     if net.param_regressor is None:
         return None
     if body_model is None:
-        if net.config.body_model != "anny":
+        if body_model_class(net.config.body_model, net.config.kind).needs_user_files:
             return None
         from ..nets.factory import body_model_for
 

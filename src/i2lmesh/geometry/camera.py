@@ -4,8 +4,9 @@ Frames (design.md): camera x right, y down, z forward, metres; image pixels with
 centre; heatmap bins 0..H-1 on x/y (one bin = input_size / heatmap_size crop pixels, no half-pixel offset, as the
 reference) and 0..D-1 on z, spanning ``bbox_3d_size_m`` centred on the root depth.
 
-:func:`camera_to_heatmap` (training targets) and :func:`decode_to_camera` (predictor and evaluator) are exact
-inverses of each other. Functions take numpy or torch and return the same kind.
+:func:`camera_to_heatmap` (training targets) and :func:`decode_to_camera` (the decoder's back-projection,
+``inference.decode``) are exact inverses of each other. Functions take numpy or torch and return the same kind.
+Every default intrinsics (an unknown camera) is :func:`default_intrinsics` here.
 """
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import torch
 
 from .crop import apply_affine
 
-DEFAULT_FOCAL_PX = 1500.0  # the reference's focal for images without intrinsics (MSCOCO test, demo)
+# The one rule for a camera whose intrinsics are unknown (every default K of the package comes from here):
+# f = 1500 px, principal point at the image centre (W/2, H/2). It is the paper's "normalized camera intrinsic
+# parameters if not available, following Moon et al." (Sec. 3.3; RootNet's f = 1500), the reference's demo and
+# MSCOCO test setting, so the RootNet depths of the COCO test split, the COCO records without a camera, the
+# pseudo-labels of photos, the body-model fit and the predictor all assume the same camera. A wrong focal does not
+# change the metric size of a mesh decoded with the box-size root depth (Z scales with f, X = (u - cx) / f Z): it
+# moves the person along the viewing ray (docs/inference.md).
+DEFAULT_FOCAL_PX = 1500.0
 
 
 def intrinsics(focal_xy, principal_point_xy) -> np.ndarray:
@@ -24,9 +32,12 @@ def intrinsics(focal_xy, principal_point_xy) -> np.ndarray:
     return np.array([[f[0], 0.0, c[0]], [0.0, f[1], c[1]], [0.0, 0.0, 1.0]])
 
 
-def default_intrinsics(image_width: int, image_height: int, focal_px: float = DEFAULT_FOCAL_PX) -> np.ndarray:
-    """K for an unknown camera, as the reference: f = 1500 px, principal point at (W/2, H/2)."""
-    return intrinsics(focal_px, (image_width / 2.0, image_height / 2.0))
+def default_intrinsics(image_width: float, image_height: float, focal_px: float | None = None) -> np.ndarray:
+    """K (3x3 float64, pixels) for an image of W x H pixels whose camera is unknown: f = ``focal_px`` (a user's
+    focal length) or ``DEFAULT_FOCAL_PX`` (1500 px), principal point at (W/2, H/2). AssertionError for f <= 0."""
+    f = DEFAULT_FOCAL_PX if focal_px is None else float(focal_px)
+    assert f > 0, f"the focal length must be positive, got {f}."
+    return intrinsics(f, (image_width / 2.0, image_height / 2.0))
 
 
 def _stack(parts, like):
@@ -34,7 +45,10 @@ def _stack(parts, like):
 
 
 def project(points_cam, K):
-    """Camera points (...xNx3, metres) -> pixels (...xNx2). K: 3x3 or ...x3x3 matching the leading dims."""
+    """Camera points (...xNx3, metres) -> pixels (...xNx2): u = x / z fx + cx, v = y / z fy + cy (zero skew).
+
+    K: 3x3 or ...x3x3 matching the leading dims. The one pinhole projection of the package (training targets, the
+    predictor's 2D joints, the renderer's ``project_points``); numpy or torch in, the same kind out."""
     x, y, z = points_cam[..., 0], points_cam[..., 1], points_cam[..., 2]
     fx, fy = K[..., 0, 0, None], K[..., 1, 1, None]
     cx, cy = K[..., 0, 2, None], K[..., 1, 2, None]
@@ -80,7 +94,8 @@ def camera_to_heatmap(points_cam, K, img2patch, root_depth_m, input_size: int, h
 
 def decode_to_camera(points_hm, bb2img_trans, root_depth_m, K, input_size: int, heatmap_size: int, depth_bins: int,
                      bbox_3d_size_m: float):
-    """Network output in heatmap bins -> camera-space metres. The one decoder the predictor and evaluator share.
+    """Points in heatmap bins -> camera-space metres: the back-projection step of the decoder
+    (:func:`i2lmesh.inference.decode.decode`, which adds the joints, 2D joints and uncertainty).
 
     points_hm (...xNx3): x, y in heatmap bins of the crop, z in depth bins around the root.
     bb2img_trans (2x3 or ...x2x3): crop pixels -> image pixels (``patch2img`` of :func:`crop_transforms`).

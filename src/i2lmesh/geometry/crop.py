@@ -96,12 +96,33 @@ def apply_affine(points_xy, matrix):
 
 
 def warp_image(image: np.ndarray, img2patch: np.ndarray, out_size: int | Sequence[int]) -> np.ndarray:
-    """Warp an (H, W[, C]) image into the patch (bilinear, zero border), as the reference's ``warpAffine`` call."""
+    """The affine crop of an image into a patch: the one crop of training (``data.targets``) and inference.
+
+    image: (H, W, C) or (H, W), any dtype cv2 warps (uint8 photos, float32 0..255 training images).
+    img2patch: 2x3 affine, image pixels -> patch pixels (:func:`crop_transforms`). out_size: S or (width, height).
+    Returns the (out_h, out_w[, C]) float32 patch: bilinear, zero outside the image, exactly the reference's
+    ``cv2.warpAffine`` of the whole float32 image (official_spec.md 4.4), computed on the region the patch can
+    sample only (bilinear reads the 2x2 neighbourhood, so a 2 px margin suffices): a 12-megapixel photo is not
+    converted to float whole for a 256 px crop. Identical to warping the whole image (tests/test_decode.py).
+    """
     import cv2
 
-    out_w, out_h = _out_wh(out_size)
-    return cv2.warpAffine(image, np.asarray(img2patch, dtype=np.float64), (int(out_w), int(out_h)),
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out_w, out_h = (int(v) for v in _out_wh(out_size))
+    img2patch = np.asarray(img2patch, dtype=np.float64)
+    h, w = image.shape[:2]
+    corners = apply_affine(np.array([[0, 0], [out_w, 0], [0, out_h], [out_w, out_h]], np.float64),
+                           invert_affine(img2patch))
+    x0 = int(np.clip(math.floor(corners[:, 0].min()) - 2, 0, w))
+    x1 = int(np.clip(math.ceil(corners[:, 0].max()) + 3, 0, w))
+    y0 = int(np.clip(math.floor(corners[:, 1].min()) - 2, 0, h))
+    y1 = int(np.clip(math.ceil(corners[:, 1].max()) + 3, 0, h))
+    if x1 <= x0 or y1 <= y0:  # the patch lies wholly outside the image
+        return np.zeros((out_h, out_w) + tuple(image.shape[2:]), np.float32)
+    region = np.ascontiguousarray(image[y0:y1, x0:x1], dtype=np.float32)
+    shifted = img2patch.copy()
+    shifted[:, 2] += img2patch[:, :2] @ np.array([x0, y0], np.float64)  # region pixel (0, 0) is image (x0, y0)
+    return cv2.warpAffine(region, shifted, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
 
 
 __all__ = ["BOX_EXTENSION", "process_bbox", "crop_transforms", "flip_transform", "invert_affine", "compose_affine",

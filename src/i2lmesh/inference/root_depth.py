@@ -1,4 +1,4 @@
-"""Camera intrinsics and the absolute depth of the root joint when the user does not know them.
+"""The absolute depth of the root joint when the user does not know it (and where the default intrinsics are).
 
 Root depth: the RootNet k-value (Moon et al., ICCV 2019, eq. 1) used directly as the estimate,
 ``Z = sqrt(fx * fy * A_real / A_box)``: a person of a known physical area ``A_real`` (m^2) seen with focal
@@ -12,10 +12,9 @@ an adult hand is ~0.19 m long, so its square x1.25 box is ~0.2-0.24 m on real ph
 Because Z scales with f, the metric size of the decoded mesh (X = (u - cx) / fx Z) does not depend on the focal
 length chosen: a wrong focal moves the person along the ray, it does not shrink it.
 
-Intrinsics: the user's K when known; else ``image_intrinsics``: principal point at the image centre and
-f = sqrt(W^2 + H^2) px (a ~53 degree diagonal field of view, a typical phone/webcam lens; as CLIFF, Li et al.,
-ECCV 2022). The reference uses f = 1500 px whatever the image size (``focal_px=DEFAULT_FOCAL_PX``), which is a
-long lens for a 640 px wide photo (24 degrees horizontally) and a wide one for a 4000 px photo.
+Intrinsics: the user's K when known; else :func:`~i2lmesh.geometry.camera.default_intrinsics`, the package's one
+rule for an unknown camera (f = 1500 px, principal point at the image centre; defined and argued in
+geometry/camera.py).
 """
 from __future__ import annotations
 
@@ -24,19 +23,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..geometry.camera import intrinsics
+from ..geometry.camera import default_intrinsics
 
 # Assumed physical extent of the processed box (square x1.25) per kind, metres: RootNet's k-value area for bodies;
 # for hands the size measured best on synthetic data (docs/inference.md).
 ASSUMED_BOX_SIZE_M = {"body": (2.0, 2.0), "hand": (0.2, 0.2)}
 
-
-def image_intrinsics(image_width: int, image_height: int, focal_px: float | None = None) -> np.ndarray:
-    """K for an unknown camera: f = ``focal_px`` or the image diagonal sqrt(W^2 + H^2) px, principal point at
-    (W/2, H/2) (the reference's centre convention)."""
-    f = float(focal_px) if focal_px is not None else math.hypot(image_width, image_height)
-    assert f > 0, f"the focal length must be positive, got {f}."
-    return intrinsics(f, (image_width / 2.0, image_height / 2.0))
+# ``i2lmesh.inference.image_intrinsics`` (kept importable): the one default of geometry/camera.py, not a second rule.
+image_intrinsics = default_intrinsics
 
 
 def k_value_root_depth(box_xywh: Sequence[float], K: np.ndarray, kind: str = "body",

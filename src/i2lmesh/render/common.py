@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ..geometry.camera import project
+
 # Direction from the surface towards the light, camera frame (x right, y down, z forward): a light near the camera,
 # slightly above and to the left, so that a person seen from the front is lit from the viewer's side.
 DEFAULT_LIGHT_DIR = (-0.3, -0.5, -1.0)
@@ -64,7 +66,8 @@ def check_intrinsics(K) -> tuple[float, float, float, float]:
 
 
 def project_points(points_m, K) -> np.ndarray:
-    """Pinhole projection with the renderer's pixel convention.
+    """Pinhole projection with the renderer's pixel convention: :func:`i2lmesh.geometry.camera.project` (the
+    package's one projection) in float64, after checking that K is a zero-skew 3x3 (AssertionError otherwise).
 
     Args:
         points_m (...x3 array): camera-frame points, metres, z > 0.
@@ -72,9 +75,9 @@ def project_points(points_m, K) -> np.ndarray:
     Returns:
         (...x2 float64 array): pixel coordinates (u, v); pixel centres are at integer (u, v).
     """
-    fx, fy, cx, cy = check_intrinsics(K)
+    check_intrinsics(K)
     p = np.asarray(points_m, dtype=np.float64)
-    return np.stack([fx * p[..., 0] / p[..., 2] + cx, fy * p[..., 1] / p[..., 2] + cy], axis=-1)
+    return project(p.reshape(-1, 3), np.asarray(K, dtype=np.float64)).reshape(p.shape[:-1] + (2,))
 
 
 def gl_projection_matrix(K, image_size, near_m: float, far_m: float) -> np.ndarray:
@@ -203,13 +206,6 @@ def shade_triangles(vertices_m, faces, vertex_colors=None, light_dir=DEFAULT_LIG
     _shade_soup(np.ascontiguousarray(vertices_m), np.ascontiguousarray(faces), albedo, light / np.linalg.norm(light),
                 float(ambient), shading == "flat", corners, corner_rgb)
     return TriangleSoup(corners_m=corners, corner_rgb=corner_rgb)
-
-
-def empty_result(image_size, backend: str) -> RenderResult:
-    """A render with nothing in view (background everywhere)."""
-    H, W = image_size
-    return RenderResult(color=np.zeros((H, W, 3), np.float32), depth_m=np.zeros((H, W), np.float32),
-                        mask=np.zeros((H, W), bool), backend=backend)
 
 
 def icosphere(subdivisions: int = 3, radius_m: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
