@@ -176,3 +176,110 @@ def test_coco_regressor_from_anny(body):
         reduced = regressor @ body(**params).vertices_m
         full = body.anny(pose_parameters=delta, phenotype_kwargs=params["shape"])["vertices"].float()
     assert float((reduced - weights @ full).norm(dim=-1).max()) < 0.003
+
+
+def test_reduced_chain_matches_the_forward(body, hand, anny_hand_left):
+    """The fitter's kinematic chain over the optimised bones only, the others folded into constants
+    (``forward._ReducedChain``): at its linearisation point it gives the full forward's keypoints, with any fixed
+    rotations (a warm start's) and for a mirrored (left) hand."""
+    import roma
+
+    from i2lmesh.fitting.fit import _pose_keypoints, _prepare, _setup
+
+    for model, name in ((body, "coco23"), (hand, "mano21"), (anny_hand_left, "mano21")):
+        setup = _setup(model, name)
+        assert setup.chain is not None and len(setup.chain.bones) == len(setup.pose_space.bones)
+        params = model.sample_params(2, torch.Generator().manual_seed(7))
+        pose = roma.rotvec_to_rotmat(params["pose"].reshape(2, -1, 3))
+        pose[:, 0] = roma.random_rotmat(2, generator=torch.Generator().manual_seed(8))
+        angles = setup.pose_space.to_params(pose)
+        with torch.no_grad():
+            ctx = _prepare(setup, params["shape"], pose)
+            fast = _pose_keypoints(setup, pose)(angles, pose[:, 0], params["shape"], ctx)
+            exact = setup.model.exact(setup.pose_space.to_pose(angles, pose[:, 0], pose), params["shape"])[1]
+        error = float((fast - exact).norm(dim=-1).max())
+        assert error < 1e-4, (name, error)  # metres; measured 1e-5 (body), 1e-7 (hands)
+    if body.num_pose_rotations > 60:  # the body's chain: 31 bones on 11 levels instead of 78 on 15
+        chain = _setup(body, "coco23").chain
+        assert len(chain.bones) == 31 and len(chain.levels) == 11
+
+
+def test_reduced_chain_gradient(body, hand):
+    """The chain's hand-written backward (one autograd node) equals finite differences (double precision)."""
+    import roma
+
+    from i2lmesh.fitting.fit import _prepare, _setup
+
+    for model, name in ((body, "coco23"), (hand, "mano21")):
+        setup = _setup(model, name)
+        chain, bones = setup.chain, len(setup.chain.bones)
+        generator = torch.Generator().manual_seed(3)
+        base = torch.eye(3).expand(1, model.num_pose_rotations, 3, 3)
+        lin = _prepare(setup, setup.shape_prior.mean[None], base)["lin0"].double().expand(2, -1).clone()
+        root = roma.random_rotmat(2, generator=generator).double()
+        rot = roma.random_rotmat(2 * bones, generator=generator).double().reshape(2, bones, 3, 3)
+        inputs = (root.requires_grad_(), rot.requires_grad_(), lin.requires_grad_())
+        assert torch.autograd.gradcheck(lambda a, b, c: chain.keypoints(a, b, c), inputs, eps=1e-6, atol=1e-5)
+
+
+def test_rotation_formulas_match_roma(body):
+    import roma
+
+    from i2lmesh.fitting.fit import _rotvec_to_rotmat, _setup
+
+    space = _setup(body, "coco17").pose_space
+    angles = (torch.rand(3, len(space.bones), 3, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 3.0
+    torch.testing.assert_close(space.rotations(angles), roma.euler_to_rotmat("XZY", angles * space.free),
+                               atol=2e-6, rtol=0)
+    vectors = torch.randn(50, 3, generator=torch.Generator().manual_seed(1)) * 1.5
+    vectors[0], vectors[1] = 0.0, 1e-7
+    torch.testing.assert_close(_rotvec_to_rotmat(vectors), roma.rotvec_to_rotmat(vectors), atol=2e-6, rtol=0)
+    # every fit starts at a zero rotation vector: finite gradient there, that of the first-order term
+    zero = torch.zeros(1, 3, requires_grad=True)
+    weights = torch.randn(3, 3, generator=torch.Generator().manual_seed(2))
+    (_rotvec_to_rotmat(zero)[0] * weights).sum().backward()
+    expected = torch.stack([weights[2, 1] - weights[1, 2], weights[0, 2] - weights[2, 0],
+                            weights[1, 0] - weights[0, 1]])
+    torch.testing.assert_close(zero.grad[0], expected, atol=1e-6, rtol=0)
+
+
+def test_threads_and_rigid_solvers(body, targets):
+    """The fit runs on one torch thread and restores the caller's count; the PnP rigid stage (bodies' default) and
+    the LBFGS one both place the body."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        original = fit_to_keypoints.__globals__["_fit_to_keypoints"]
+
+        def spy(*args):
+            seen.append(torch.get_num_threads())
+            return original(*args)
+
+        fit_to_keypoints.__globals__["_fit_to_keypoints"] = spy
+        try:
+            results = {solver: fit_to_keypoints(body, targets["keypoints_2d"][:1], None, targets["K"][:1],
+                                                config=FitConfig(rigid_solver=solver, stages=((10.0, 10.0, 10, 10.0),)))
+                       for solver in ("pnp", "lbfgs")}
+        finally:
+            fit_to_keypoints.__globals__["_fit_to_keypoints"] = original
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for solver, result in results.items():
+        assert float(result.residual_px.nanmedian()) < 5.0, solver
+    # the PnP stage costs no loss evaluation: the LBFGS one ~30 more
+    assert int(results["lbfgs"].evaluations[0]) > int(results["pnp"].evaluations[0]) + 15
+
+
+def test_cold_fits_do_not_depend_on_earlier_fits(body, targets):
+    """Linearisations are reused for cold fits only where they are the same (the prior's mean shape): a fit's result
+    does not depend on which fits ran before it."""
+    from i2lmesh.fitting.fit import _setup
+
+    kp, K = targets["keypoints_2d"], targets["K"]
+    _setup(body, "coco17").contexts.clear()
+    alone = fit_to_keypoints(body, kp[2:3], None, K[2:3], config=SHORT)
+    fit_to_keypoints(body, kp[:2], None, K[:2], config=SHORT)
+    after = fit_to_keypoints(body, kp[2:3], None, K[2:3], config=SHORT)
+    torch.testing.assert_close(after.vertices_m, alone.vertices_m, atol=0, rtol=0)

@@ -14,6 +14,13 @@ Two implementations behind one interface (:class:`KeypointModel`):
   (a one-sided finite difference, one batched call), and the fitter re-linearises between its stages and computes
   its outputs with the exact forward. At the linearisation point the keypoints equal the full forward's (checked
   when the model is built: ``max_error_m``).
+
+Fixed bones folded (what the fitter evaluates, :meth:`AnnyKeypointModel.reduced`): a fit optimises some bones
+(31 of the 78 that move a body's keypoints); a bone whose rotation stays fixed has a pose that is its nearest
+optimised ancestor's times a constant, so its terms fold into that ancestor's moments and the chain runs over the
+optimised bones only (:class:`_ReducedChain`, 12 levels instead of 15 for a body). Its constants are linearised in
+the shape like the rest (:meth:`AnnyKeypointModel.prepare_reduced`), and the chain is one autograd node with a
+hand-written backward (:class:`_ChainKeypoints`).
 """
 from __future__ import annotations
 
@@ -127,7 +134,9 @@ class AnnyKeypointModel(KeypointModel):
             carried[:, sub_parents[i]] += carried[:, i]
         self.relevance = torch.zeros(body_model.num_pose_rotations)
         self.relevance[self.bones] = carried.max(0).values.cpu()
-        self.reg_weights = (reg[:, :, None] * weights[None, :, self.bones]).contiguous()  # (K, S, Jp)
+        reg_weights = reg[:, :, None] * weights[None, :, self.bones]  # (K, S, Jp), ~0.3 % non-zero (body)
+        k_index, s_index, j_index = reg_weights.nonzero(as_tuple=True)
+        self.moment_terms = (s_index, k_index * len(self.bones) + j_index, reg_weights[k_index, s_index, j_index])
         self.bone_index = torch.tensor(self.bones, device=device)
         ref = anny_model.reference_bone_orientations
         self.reference = None if ref is None else ref[self.bone_index].float()
@@ -144,7 +153,11 @@ class AnnyKeypointModel(KeypointModel):
         coeffs = a._get_phenotype_blendshape_coefficients(phen, local, facial)
         rest = a.get_rest_model(coeffs)
         verts = rest["rest_vertices"][:, self.full_ids].float()
-        moments = torch.einsum("ksj,bsd->bkjd", self.reg_weights, verts)
+        vertex, target, weight = self.moment_terms  # m_kj = sum_s R_ks w_sj v_s over the non-zero terms only
+        terms = verts[:, vertex] * weight[:, None]  # (B, T, 3)
+        moments = verts.new_zeros(verts.shape[0], self.influence.shape[0] * len(self.bones), 3)
+        moments.index_add_(1, target, terms)
+        moments = moments.reshape(verts.shape[0], self.influence.shape[0], len(self.bones), 3)
         return rest["rest_bone_poses"][:, self.bone_index].float(), moments
 
     @torch.no_grad()
@@ -180,13 +193,243 @@ class AnnyKeypointModel(KeypointModel):
             "kj,bjx->bkx", self.influence, transforms[..., :3, 3])
         return kp * self.mirror if self.mirror is not None else kp
 
+    # -- the reduced chain: only the optimised bones (module docstring, "Fixed bones folded") --------------------
+
+    def reduced(self, bones: list[int] | tuple[int, ...]) -> "_ReducedChain | None":
+        """The structure of the chain reduced to the root and ``bones`` (pose-rotation indices, the bones a fit
+        optimises; the others keep fixed rotations and are folded into their nearest optimised ancestor), cached
+        per bone list; None where Anny's pose parameterisation is not 'local-bone' (then use :meth:`keypoints`)."""
+        key = tuple(int(b) for b in bones)
+        cache = self.__dict__.setdefault("_reduced", {})
+        if key not in cache:
+            cache[key] = _ReducedChain(self, key) if self.parameterization == "local-bone" else None
+        return cache[key]
+
+    @torch.no_grad()
+    def prepare_reduced(self, chain: "_ReducedChain", shape: torch.Tensor,
+                        base: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Linearise the reduced chain around ``shape`` (B, 6) with the fixed bones at ``base`` (B, J, 3, 3)
+        rotations (pose-rotation order; the optimised bones' entries are ignored): per person, the value and the
+        finite-difference Jacobian (as :meth:`prepare`) of each optimised bone's constant transform ``G`` (from its
+        reduced parent's posed frame, before its own rotation) and of the folded moments."""
+        shape = shape.detach().float()
+        batch, dims = shape.shape
+        step = torch.where(shape < 0.5, self.FD_STEP, -self.FD_STEP)
+        probes = shape[:, None, :].repeat(1, dims + 1, 1)
+        probes[:, 1:] += torch.diag_embed(step)
+        fixed = base[:, self.bone_index].float().repeat_interleave(dims + 1, 0)
+        rest, moments = self._rest(probes.reshape(-1, dims))
+        g_rot, g_trans, mu = chain.constants(rest, moments, fixed)
+        packed = torch.cat([g_rot.flatten(1), g_trans.flatten(1), mu.flatten(1)], 1)  # (N, M)
+        packed = packed.reshape(batch, dims + 1, -1)
+        slope = (packed[:, 1:] - packed[:, :1]) / step[..., None]  # (B, S, M)
+        return {"shape0": shape, "lin0": packed[:, 0].contiguous(), "d_lin": slope.contiguous()}
+
+    def keypoints_reduced(self, chain: "_ReducedChain", root: torch.Tensor, rot: torch.Tensor, shape: torch.Tensor,
+                          ctx: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Keypoints (N, K, 3) from the root rotation (N, 3, 3) and the optimised bones' rotations (N, P, 3, 3, in
+        the order of ``chain.bones``), with ``ctx`` from :meth:`prepare_reduced` (its rows matching N)."""
+        delta = (shape.float() - ctx["shape0"])[:, None]  # (N, 1, S)
+        lin = torch.baddbmm(ctx["lin0"][:, None], delta, ctx["d_lin"])[:, 0]  # the linearised constants (N, M)
+        kp = chain.keypoints(root, rot, lin)
+        return kp * self.mirror if self.mirror is not None else kp
+
     @torch.no_grad()
     def _self_check(self) -> float:
         params = self.body_model.sample_params(2, torch.Generator().manual_seed(0))
         pose, shape = params["pose"], params["shape"]
         fast = self.keypoints(pose, shape, self.prepare(shape))
         exact = self.exact(pose, shape)[1]
-        return float((fast - exact).norm(dim=-1).max())
+        error = float((fast - exact).norm(dim=-1).max())
+        if self.parameterization == "local-bone":  # the reduced chain on every other posed bone
+            rot = _rotmats(pose, self.body_model.num_pose_rotations)
+            bones = self.bones[1::2]
+            chain = self.reduced(bones)
+            reduced = self.keypoints_reduced(chain, rot[:, 0], rot[:, list(chain.bones)], shape,
+                                             self.prepare_reduced(chain, shape, rot))
+            error = max(error, float((reduced - exact).norm(dim=-1).max()))
+        return error
+
+
+class _ReducedChain:
+    """Anny's kinematic chain ('local-bone' parameterisation) reduced to the root and the bones a fit optimises.
+
+    Notation of ``anny.utils.kinematics.forward_kinematic``: bone c of parent p has the rest pose [R_c | h_c], the
+    reference orientation U_c, and the posed pose W_c = W_p K_c with K_c = L_c [D_c | 0], L_c = [U_p^T U_c |
+    U_p^T A_p (h_c - h_p)], A_p = U_p R_p^T (A_root = I), D_c its rotation; W_root = [D_root | 0]. Skinning with the
+    regressor gives keypoint k = sum_j V_j mu_kj + c_kj w_j for W_j = [V_j | w_j], with mu_kj = R_j^T (m_kj -
+    c_kj h_j) (``AnnyKeypointModel`` docstring for m and c). A bone that is not optimised has a constant D: its pose
+    is its nearest optimised ancestor a's times a constant, W_j = W_a F_j, so its terms fold into a's moments, and an
+    optimised bone's pose is W_c = W_a G_c [D_c | 0] with G_c = F_parent(c) L_c constant. The chain then runs over
+    the optimised bones alone (a body fit: 32 bones and 12 levels instead of 78 and 15)."""
+
+    def __init__(self, model: AnnyKeypointModel, bones: tuple[int, ...]) -> None:
+        sub = list(model.bones)  # pose-rotation indices, root first
+        position = {b: i for i, b in enumerate(sub)}
+        missing = [b for b in bones if b not in position or b == sub[0]]
+        if missing:
+            raise ValueError(f"bones {missing} are not non-root bones of the keypoint model")
+        parents = [int(p) for p in model.anny.bone_parents]
+        sub_parent = [-1] + [position[parents[b]] for b in sub[1:]]
+        optimised = {0} | {position[b] for b in bones}
+        order, children = [0], [[] for _ in sub]  # sub-bones, parents first
+        for i in range(1, len(sub)):
+            children[sub_parent[i]].append(i)
+        for i in order:
+            order.extend(children[i])
+        anchor = [0] * len(sub)
+        for i in order[1:]:
+            anchor[i] = i if i in optimised else anchor[sub_parent[i]]
+        depth = {0: 0}
+        for i in order[1:]:
+            if i in optimised:
+                depth[i] = depth[anchor[sub_parent[i]]] + 1
+        reduced = sorted(optimised, key=lambda i: (depth[i], i))  # root first, then level by level
+        index = {i: r for r, i in enumerate(reduced)}
+        self.bones = tuple(sub[i] for i in reduced[1:])  # pose-rotation indices of the optimised bones, chain order
+        self.reduced = reduced
+        self.levels: list[tuple[int, int, torch.Tensor]] = []  # (first, last, parents' positions in the level before)
+        first = 1
+        device = model.influence.device
+        while first < len(reduced):
+            level = depth[reduced[first]]
+            last = first
+            while last < len(reduced) and depth[reduced[last]] == level:
+                last += 1
+            before = [r for r in range(len(reduced)) if depth[reduced[r]] == level - 1]
+            local = [before.index(index[anchor[sub_parent[reduced[r]]]]) for r in range(first, last)]
+            self.levels.append((first, last, None if local == list(range(len(before))) else
+                                torch.tensor(local, device=device)))
+            first = last
+        self.anchor = torch.tensor([index[anchor[i]] for i in range(len(sub))], device=device)  # reduced bone of each
+        self.influence = model.influence.new_zeros(model.influence.shape[0], len(reduced)).index_add_(
+            1, self.anchor, model.influence)  # (K, Jr)
+        self.reduced_sub = torch.tensor(reduced, device=device)
+        self.parent_index = torch.tensor([0] + sub_parent[1:], device=device)
+        self.root_children = torch.tensor([i for i in range(1, len(sub)) if sub_parent[i] == 0], device=device)
+        sub_depth = [0] * len(sub)
+        for i in order[1:]:
+            sub_depth[i] = sub_depth[sub_parent[i]] + 1
+        self.sub_levels = []  # per depth of the sub-skeleton: its bones, their parents, those folded (not optimised)
+        for level in range(1, max(sub_depth) + 1):
+            members = [i for i in order if sub_depth[i] == level]
+            self.sub_levels.append((torch.tensor(members, device=device),
+                                    torch.tensor([sub_parent[i] for i in members], device=device),
+                                    torch.tensor([i for i in members if i not in optimised], dtype=torch.long,
+                                                 device=device)))
+        self.model = model
+        self.corner = torch.tensor([0.0, 0.0, 0.0, 1.0], device=device).expand(1, 1, 1, 4)
+
+    def constants(self, rest: torch.Tensor, moments: torch.Tensor, fixed: torch.Tensor):
+        """Exact G rotations (N, P, 3, 3) and translations (N, P, 3) and folded homogeneous moments (N, K, Jr, 4),
+        from the sub-skeleton's rest poses (N, Js, 4, 4), moments (N, K, Js, 3) and rotations (N, Js, 3, 3) (those of
+        the optimised bones are ignored)."""
+        rot, head = rest[..., :3, :3], rest[..., :3, 3]
+        ref = self.model.reference
+        ref = rot if ref is None else ref.expand_as(rot)
+        num, n_sub = rot.shape[:2]
+        parent = self.parent_index
+        # L_c for every sub-bone at once (the root's row is unused)
+        up_t = ref[:, parent].transpose(-1, -2)
+        align = ref[:, parent] @ rot[:, parent].transpose(-1, -2)
+        align[:, self.root_children] = torch.eye(3, device=rot.device)  # A_root = I
+        l_rot = up_t @ ref
+        l_trans = (up_t @ (align @ (head - head[:, parent])[..., None]))[..., 0]
+        # F_j level by level (parents first): identity for optimised bones, F_p L_j [D_j | 0] for the others
+        f_rot = torch.eye(3, device=rot.device).expand(num, n_sub, 3, 3).clone()
+        f_trans = torch.zeros(num, n_sub, 3, device=rot.device)
+        c_rot, c_trans = torch.empty_like(l_rot), torch.empty_like(l_trans)
+        for bones, parents, fold in self.sub_levels:
+            c_rot[:, bones] = f_rot[:, parents] @ l_rot[:, bones]  # F_p L_c
+            c_trans[:, bones] = (f_rot[:, parents] @ l_trans[:, bones, :, None])[..., 0] + f_trans[:, parents]
+            if len(fold):
+                f_rot[:, fold] = c_rot[:, fold] @ fixed[:, fold]
+                f_trans[:, fold] = c_trans[:, fold]
+        infl = self.model.influence  # (K, Js)
+        mu = torch.einsum("njyx,nkjy->nkjx", rot, moments - infl[None, :, :, None] * head[:, None])  # R^T (m - c h)
+        folded = torch.einsum("njxy,nkjy->nkjx", f_rot, mu) + infl[None, :, :, None] * f_trans[:, None]
+        mu_r = folded.new_zeros(num, folded.shape[1], len(self.reduced), 3).index_add_(2, self.anchor, folded)
+        mu_h = torch.cat([mu_r, self.influence[None, :, :, None].expand(num, -1, -1, 1)], -1)
+        order = self.reduced_sub[1:]
+        return c_rot[:, order], c_trans[:, order], mu_h
+
+    def keypoints(self, root: torch.Tensor, rot: torch.Tensor, lin: torch.Tensor) -> torch.Tensor:
+        """(N, K, 3) keypoints: root (N, 3, 3), rotations (N, P, 3, 3) of ``self.bones``, ``lin`` (N, M) the
+        constants of :meth:`constants` flattened and concatenated (G rotations, G translations, moments).
+        Differentiable in all three (:class:`_ChainKeypoints`: one autograd node with a hand-written backward)."""
+        return _ChainKeypoints.apply(root, rot, lin, self)
+
+    def forward_pass(self, root: torch.Tensor, rot: torch.Tensor, lin: torch.Tensor):
+        """:meth:`keypoints` without autograd, and what its backward needs: (keypoints, saved)."""
+        num, bones = rot.shape[:2]
+        g_rot = lin[:, :bones * 9].reshape(num, bones, 3, 3)
+        g_trans = lin[:, bones * 9:bones * 12].reshape(num, bones, 3, 1)
+        mu = lin[:, bones * 12:].reshape(num, -1, len(self.reduced) * 4)  # (N, K, Jr 4)
+        corner = lin.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(num, bones, 1, 4)
+        local = torch.cat([torch.cat([g_rot @ rot, g_trans], -1), corner], -2)  # (N, P, 4, 4): G_c [D_c | 0]
+        poses = [torch.cat([root, root.new_zeros(num, 3, 1)], -1)[:, None]]  # W_root (N, 1, 3, 4)
+        parent_poses = []
+        for first, last, parents in self.levels:
+            parent_poses.append(self._parents(poses[-1], parents, last - first))
+            poses.append(parent_poses[-1] @ local[:, first - 1:last - 1])
+        stacked = torch.cat(poses, 1).transpose(-1, -2).reshape(num, -1, 3)  # (N, Jr 4, 3)
+        return mu @ stacked, (rot, g_rot, local, parent_poses, mu, stacked)
+
+    @staticmethod
+    def _parents(previous: torch.Tensor, parents: torch.Tensor | None, count: int) -> torch.Tensor:
+        """The parents' poses (N, n, 3, 4) of a level from the level before's (N, m, 3, 4)."""
+        if parents is None:  # each bone of the level before has one child here, in order
+            return previous
+        if previous.shape[1] == 1:  # all children of one bone
+            return previous.expand(previous.shape[0], count, 3, 4)
+        return previous[:, parents]
+
+    def backward_pass(self, saved, grad: torch.Tensor, need: tuple[bool, bool, bool]):
+        """Gradients of :meth:`forward_pass`'s keypoints (N, K, 3) -> (root, rot, lin) (None where not ``need``ed):
+        the chain rule through the products X_c = X_parent L_c, level by level from the leaves."""
+        rot, g_rot, local, parent_poses, mu, stacked = saved
+        num, bones = rot.shape[:2]
+        d_mu = grad @ stacked.transpose(1, 2)  # (N, K, Jr 4)
+        d_poses = (mu.transpose(1, 2) @ grad).reshape(num, -1, 4, 3).transpose(-1, -2).contiguous()  # (N, Jr, 3, 4)
+        spans = [(0, 1)] + [(first, last) for first, last, _ in self.levels]
+        for level in range(len(self.levels) - 1, -1, -1):  # accumulate each pose's gradient, leaves first
+            first, last, parents = self.levels[level]
+            before = spans[level]
+            d_parent = d_poses[:, first:last] @ local[:, first - 1:last - 1].transpose(-1, -2)
+            if parents is None:
+                d_poses[:, before[0]:before[1]] += d_parent
+            elif before[1] - before[0] == 1:
+                d_poses[:, before[0]:before[1]] += d_parent.sum(1, keepdim=True)
+            else:
+                d_poses[:, before[0]:before[1]].index_add_(1, parents, d_parent)
+        d_local = torch.cat(parent_poses, 1).transpose(-1, -2) @ d_poses[:, 1:]  # (N, P, 4, 4)
+        d_root = d_poses[:, 0, :, :3] if need[0] else None
+        d_rot = d_lin = None
+        d_b = d_local[..., :3, :3]
+        if need[1]:
+            d_rot = g_rot.transpose(-1, -2) @ d_b
+        if need[2]:
+            d_lin = torch.cat([(d_b @ rot.transpose(-1, -2)).reshape(num, -1), d_local[..., :3, 3].reshape(num, -1),
+                               d_mu.reshape(num, -1)], 1)
+        return d_root, d_rot, d_lin
+
+
+class _ChainKeypoints(torch.autograd.Function):
+    """:meth:`_ReducedChain.keypoints` as one autograd node: a kinematic chain of ~12 levels is ~120 small
+    autograd nodes, whose bookkeeping cost more than their arithmetic; the backward is written out instead
+    (:meth:`_ReducedChain.backward_pass`, checked against autograd with ``torch.autograd.gradcheck`` in the tests)."""
+
+    @staticmethod
+    def forward(ctx, root, rot, lin, chain):
+        kp, saved = chain.forward_pass(root, rot, lin)
+        ctx.saved = saved
+        ctx.chain = chain
+        return kp
+
+    @staticmethod
+    def backward(ctx, grad):
+        d_root, d_rot, d_lin = ctx.chain.backward_pass(ctx.saved, grad.contiguous(), ctx.needs_input_grad[:3])
+        return d_root, d_rot, d_lin, None
 
 
 MAX_FAST_ERROR_M = 1e-4

@@ -7,8 +7,9 @@ wins:
 1. the body model's own joint set (``smpl29`` for bodies, ``mano21`` for hands) or one of its extra regressors
    (``h36m17``), exactly as the network and the evaluation use them;
 2. a regressor shipped with the model's underlying package: Anny ships one for COCO keypoints and COCO-WholeBody's
-   six foot points (``coco23``; ``anny/data/keypoints/coco.pth``, weights over its full 13,718-vertex mesh, NAVER, Apache-2.0); on the reduced
-   6,890-vertex mesh it is composed with the model's reduced -> full barycentric map (``reduced_to_full``);
+   six foot points (``coco23``; ``anny/data/keypoints/coco.pth``, weights over its full 13,718-vertex mesh, NAVER,
+   Apache-2.0); on the reduced 6,890-vertex mesh it is composed with the model's reduced -> full barycentric map
+   (``reduced_to_full``);
 3. by name: each keypoint takes the row of the model joint of the same name (e.g. COCO-17 on SMPL: nose, eyes
    and ears are SMPL_29's face vertices, the limbs SMPL's joints; SMPL's hip joints sit inside the pelvis, a few
    centimetres from where COCO annotators put a hip).
@@ -144,4 +145,5 @@ def rigid_core(joint_set: JointSet) -> list[int]:
     return core if len(core) >= 3 else list(range(len(joint_set)))
 
 
-__all__ = ["COCO_17", "COCO_23", "keypoint_sets", "get_keypoint_set", "keypoint_regressor", "rigid_core", "RIGID_CORE_NAMES"]
+__all__ = ["COCO_17", "COCO_23", "keypoint_sets", "get_keypoint_set", "keypoint_regressor", "rigid_core",
+           "RIGID_CORE_NAMES"]

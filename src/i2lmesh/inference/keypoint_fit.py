@@ -22,10 +22,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from ..bodymodels.joint_sets import JointSet
+from ..bodymodels.joint_sets import MANO_21, JointSet
 from ..fitting.keypoints import COCO_23, get_keypoint_set
 
 METHODS = ("network", "fit", "network+fit")
+MANO_NAMES = frozenset(MANO_21.names)
 # A person needs this many keypoints with at least MIN_KEYPOINT_SCORE to be fitted (fewer leave pose and depth
 # undetermined: the fit would follow the priors, not the image). A body's 6: e.g. both shoulders, hips and knees.
 MIN_KEYPOINTS = {"body": 6, "hand": 8}
@@ -47,6 +48,21 @@ NETWORK_FIT_WEIGHT_3D = 0.1
 # Joints left out of the 2D term of "network+fit" bodies (surface hips vs SMPL hip joint centres, see above).
 NETWORK_FIT_2D_EXCLUDED = ("L_Hip", "R_Hip")
 
+
+# Truncated people: BlazePose gives all 33 landmarks even for body parts outside the image, and may score the
+# invented ones as visible (basketball1: knees, ankles and feet 55-250 px below the 480 px frame, visibility up to
+# 0.62, so the left knee was fitted).
+# A detected keypoint lying outside the image by more than OUT_OF_FRAME_MARGIN of the person's box (its larger
+# side; the box is the detector's, clipped to the image) is not fitted (confidence 0), is listed in the JSON's
+# ``fit["out_of_frame"]`` and the person gets a warning: the body model's priors pose those parts. The margin lets
+# a foot that touches the border (its keypoint a few pixels outside) count as seen.
+OUT_OF_FRAME_MARGIN = 0.03
+# The parts named in the truncation warning, by keypoint name (COCO-23 / MANO-21 names; others are "keypoints").
+BODY_PARTS = {"head": ("Nose", "L_Eye", "R_Eye", "L_Ear", "R_Ear"),
+              "shoulders": ("L_Shoulder", "R_Shoulder"), "hips": ("L_Hip", "R_Hip"),
+              "arms": ("L_Elbow", "R_Elbow", "L_Wrist", "R_Wrist"),
+              "legs": ("L_Knee", "R_Knee", "L_Ankle", "R_Ankle"),
+              "feet": ("L_Big_Toe", "L_Small_Toe", "L_Heel", "R_Big_Toe", "R_Small_Toe", "R_Heel")}
 
 # Detector keypoints taken as another set's point of a different name. BlazePose's "foot index" is the tip of the
 # foot (MediaPipe: "left_foot_index"), within ~1-2 cm of COCO-WholeBody's big toe; it has no small toe.
@@ -80,6 +96,45 @@ def detector_keypoints(keypoints_xy: np.ndarray, scores: np.ndarray | None, keyp
         if np.all(np.isfinite(xy[s])) and np.isfinite(score[s]) and score[s] >= MIN_KEYPOINT_SCORE:
             out_xy[t], out_conf[t] = xy[s], min(1.0, score[s])
     return out_xy, out_conf
+
+
+def out_of_frame(keypoints_xy: np.ndarray, keypoint_set: str, target: str | JointSet, image_size: tuple[int, int],
+                 box_xywh: np.ndarray | None = None, margin: float = OUT_OF_FRAME_MARGIN) -> list[str]:
+    """Names of ``target``'s keypoints whose detected position lies outside the image.
+
+    keypoints_xy (K, 2) px of the detector's set ``keypoint_set`` (mapped to ``target`` by name as
+    :func:`detector_keypoints` does, whatever their scores); image_size (width, height) px of the image the
+    keypoints are in (the image spans [0, width] x [0, height]); box_xywh: the person's box (px), whose larger side
+    times ``margin`` is the tolerance (None: the keypoints' own extent). Non-finite keypoints are not listed.
+    Returns the names in ``target``'s order. Raises KeyError for an unknown set."""
+    from .keypoints import BLAZEPOSE_33
+
+    source = BLAZEPOSE_33 if keypoint_set == BLAZEPOSE_33.name else get_keypoint_set(keypoint_set)
+    target = get_keypoint_set(target)
+    xy = np.asarray(keypoints_xy, np.float64).reshape(len(source), 2)
+    finite = np.all(np.isfinite(xy), 1)
+    if box_xywh is not None:
+        size = float(max(box_xywh[2], box_xywh[3]))
+    else:
+        size = float((xy[finite].max(0) - xy[finite].min(0)).max()) if finite.any() else 0.0
+    tol = margin * size
+    width, height = float(image_size[0]), float(image_size[1])
+    outside = finite & ((xy[:, 0] < -tol) | (xy[:, 0] > width + tol) | (xy[:, 1] < -tol) | (xy[:, 1] > height + tol))
+    return [target.names[t] for t, s in sorted(_index_by_name(source, target)) if outside[s]]
+
+
+def truncation_warning(names: Sequence[str]) -> str | None:
+    """The warning line for a person whose keypoints ``names`` lie outside the image (:func:`out_of_frame`), naming
+    the body parts (``BODY_PARTS``), or None when there are none."""
+    if not names:
+        return None
+    parts = [part for part, members in BODY_PARTS.items() if any(n in members for n in names)]
+    other = [n for n in names if not any(n in m for m in BODY_PARTS.values())]
+    if other:
+        parts.append("hand keypoints" if all(n in MANO_NAMES for n in other) else "keypoints")
+    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return (f"truncated: {listed} outside the image ({', '.join(names)}): fitted to the visible keypoints, the body "
+            f"model's priors pose the rest")
 
 
 @dataclass
@@ -152,15 +207,19 @@ class KeypointFitter:
                                 **kwargs)
 
 
-def residual_summary(residual_px: np.ndarray, names: Sequence[str], keypoint_set: str) -> dict[str, Any]:
+def residual_summary(residual_px: np.ndarray, names: Sequence[str], keypoint_set: str,
+                     out_of_frame_names: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON ``fit`` entry: per-keypoint reprojection residuals (px of the original image; null where the
-    keypoint was not used) and their median."""
+    keypoint was not used) and their median; ``out_of_frame`` (the keypoints found outside the image, not used:
+    :func:`out_of_frame`) and ``truncated`` (whether there are any)."""
     values = [None if not np.isfinite(v) else round(float(v), 2) for v in residual_px]
     used = residual_px[np.isfinite(residual_px)]
     return {"keypoint_set": keypoint_set, "keypoint_names": list(names), "residual_px": values,
             "median_residual_px": None if used.size == 0 else round(float(np.median(used)), 2),
-            "keypoints_used": int(used.size)}
+            "keypoints_used": int(used.size), "out_of_frame": list(out_of_frame_names),
+            "truncated": bool(len(out_of_frame_names))}
 
 
-__all__ = ["METHODS", "MIN_KEYPOINTS", "MIN_KEYPOINT_SCORE", "RESIDUAL_WARNING_FRACTION", "FitTarget",
-           "KeypointFitter", "detector_keypoints", "residual_summary", "NETWORK_FIT_2D_EXCLUDED"]
+__all__ = ["METHODS", "MIN_KEYPOINTS", "MIN_KEYPOINT_SCORE", "RESIDUAL_WARNING_FRACTION", "OUT_OF_FRAME_MARGIN",
+           "FitTarget", "KeypointFitter", "detector_keypoints", "out_of_frame", "truncation_warning",
+           "residual_summary", "NETWORK_FIT_2D_EXCLUDED"]

@@ -6,9 +6,11 @@
     people[0].vertices_m, people[0].joints_2d_px, people[0].vertex_uncertainty_mm
 
 Every step follows the reference (official_spec.md 4.2, 4.4, 4.8): the box is sanitised, made square and enlarged
-1.25x (``process_bbox``), cropped with the affine crop (bilinear, zero border) into an S x S patch of RGB in [0, 1]
-(the network applies its checkpoint's own mean/std), and the lixel outputs are decoded with
-:func:`~i2lmesh.geometry.camera.decode_to_camera` with the root depth and intrinsics K.
+1.25x (``process_bbox``), cropped with the affine crop of training (``geometry.crop.warp_image``: bilinear, zero
+border) into an S x S patch of RGB in [0, 1] (the network applies its checkpoint's own mean/std), and the lixel
+outputs are decoded by
+:func:`~i2lmesh.inference.decode.decode` (paper Eq. 7: joints = J x the camera-space mesh) with the root depth and
+intrinsics K, the decoder evaluation uses too.
 
 Frames and units: image pixels of the *original* image (origin top-left) for every 2D output, box and K; camera
 metres (x right, y down, z forward) for 3D outputs; uncertainties in millimetres. Images are read with their EXIF
@@ -31,8 +33,9 @@ import torch
 from ..device import resolve_device
 from ..bodymodels.joint_sets import JointSet
 from ..fitting.keypoints import get_keypoint_set
-from ..geometry.camera import decode_to_camera, heatmap_to_crop_px, project
-from ..geometry.crop import apply_affine, crop_transforms, process_bbox
+from ..geometry.camera import default_intrinsics, project
+from ..geometry.crop import crop_transforms, process_bbox, warp_image
+from .decode import decode, heatmap_confidence, spread_to_camera_mm
 from .detect import Detection, DetectorUnavailable, create_detector
 from .errors import (FOCAL_RANGE_PX, MAX_THREADS, ROOT_DEPTH_RANGE_M, BadInputError, check_focal,  # noqa: F401
                      check_root_depth)
@@ -40,7 +43,7 @@ from .images import (IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE_PX, Loaded
                      read_image)
 from .keypoint_fit import (METHODS, MIN_KEYPOINTS, NETWORK_FIT_2D_EXCLUDED, RESIDUAL_WARNING_FRACTION, FitTarget,
                            KeypointFitter, detector_keypoints, residual_summary)
-from .root_depth import ASSUMED_BOX_SIZE_M, image_intrinsics, k_value_root_depth
+from .root_depth import ASSUMED_BOX_SIZE_M, k_value_root_depth
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,12 @@ PERSON_BOX_ASPECT = {"body": (0.2, 2.0), "hand": (1 / 3, 3.0)}
 class PersonResult:
     """One body or hand in one image. Pixels refer to the original image; 3D is camera metres.
 
-    vertices_m (V,3), joints_m (J,3): camera space (joints = J x mesh, the paper's final pose).
-    joints_2d_px (J,2): the joints in image pixels (from the lixel x/y, exact, no projection needed).
+    vertices_m (V,3), joints_m (J,3): camera space; joints = J x vertices_m, the regressor applied to the
+    camera-space mesh (paper Eq. 7, ``inference.decode``; evaluation scores the same joints).
+    joints_2d_px (J,2): joints_m projected with K, in image pixels.
     faces (F,3) int64. box_xywh (4,): the detector's or the user's box; box_processed_xywh (4,): the square x1.25
     box that was cropped. box_source: "user", "hog" or "mediapipe". K (3,3): intrinsics used (original pixels);
-    intrinsics_source: "user", "user focal", "image size (f = diagonal)".
+    intrinsics_source: "user", "user focal", "default (f = 1500 px)" (``geometry.camera.default_intrinsics``).
     root_depth_m and root_depth_source: "user" or "k-value (assumed W x H m)".
     *_uncertainty_xyz_mm (N,3): 1-sigma per axis from the heatmap spreads (x/y through the crop scale and K at each
     point's depth, z through bbox_3d_size / D); *_uncertainty_mm (N,): their norm.
@@ -170,28 +174,6 @@ def _keypoint_names(keypoint_set: str | None) -> list[str] | None:
         return None
 
 
-def spread_to_camera_mm(spread_bins: np.ndarray, depth_m: np.ndarray, box_width_px: float, box_height_px: float,
-                        K: np.ndarray, heatmap_size: int, depth_bins: int, bbox_3d_size_m: float) -> np.ndarray:
-    """Heatmap spreads (N,3 bins) -> 1-sigma camera-space extents (N,3 mm) at each point's depth (N, metres).
-
-    x/y: bins -> crop px (x input/heatmap) -> image px (x box / input, so x box / heatmap in all) -> metres at depth
-    Z (x Z / f). z: bins -> metres (x bbox_3d_size / D). ``box_*_px`` is the processed (cropped) box, in the same
-    pixels as K; the two crop factors cancel, so the crop size S is not needed.
-    """
-    spread = np.asarray(spread_bins, np.float64)
-    z = np.asarray(depth_m, np.float64)
-    sx = spread[:, 0] * box_width_px / heatmap_size * z / K[0, 0]
-    sy = spread[:, 1] * box_height_px / heatmap_size * z / K[1, 1]
-    sz = spread[:, 2] * bbox_3d_size_m / depth_bins
-    return np.stack([sx, sy, sz], 1) * 1000.0
-
-
-def heatmap_confidence(joint_spread_bins: np.ndarray, heatmap_size: int) -> float:
-    """1 - mean x/y joint spread / the std of a uniform distribution over the heatmap, clipped to [0, 1]."""
-    uniform = math.sqrt((heatmap_size ** 2 - 1) / 12.0)
-    return float(np.clip(1.0 - np.mean(np.asarray(joint_spread_bins)[:, :2]) / uniform, 0.0, 1.0))
-
-
 def _user_boxes(boxes: Any, source: str) -> np.ndarray:
     """User boxes -> (N, 4) float64 (x, y, w, h); N = 0 for an empty list (nobody in this image)."""
     try:
@@ -224,9 +206,8 @@ def _given_detections(boxes: Any, loaded: LoadedImage) -> list[Detection]:
     return [Detection(b * loaded.scale, 1.0, "user") for b in _user_boxes(boxes, loaded.source)]
 
 
-def _project_np(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(N, 3) camera metres -> (N, 2) pixels of K (the pinhole of geometry.camera.project, in float64)."""
-    return np.asarray(project(np.asarray(points, np.float64), np.asarray(K, np.float64)))
+# ``_fitted`` projects its joints with this name: geometry.camera.project, the package's one pinhole projection.
+_project_np = project
 
 
 def box_shape_warning(box_xywh: np.ndarray, kind: str) -> str | None:
@@ -241,6 +222,20 @@ def box_shape_warning(box_xywh: np.ndarray, kind: str) -> str | None:
         return None
     return (f"box w/h = {w / h:.2f} is far from a {kind}'s proportions ({lo:g} to {hi:g}): the square crop around "
             f"it is mostly background and the mesh may be wrong; give a box around the {kind}")
+
+
+def _joint_regressor(net) -> np.ndarray:
+    """The network's joint regressor J (J, V) as float64 numpy: the torch network's buffer, or the one an ONNX
+    export carries in its metadata. BadInputError for an ONNX file exported without it (before joints were
+    defined as J x the camera-space mesh everywhere)."""
+    regressor = getattr(net, "joint_regressor", None)
+    if regressor is None:
+        raise BadInputError(f"{getattr(net, 'path', 'the network')}: exported without the joint regressor that "
+                            f"gives the joints (J x the camera-space mesh); export it again with "
+                            f"`i2lmesh export-onnx`")
+    if isinstance(regressor, torch.Tensor):
+        regressor = regressor.detach().cpu().double().numpy()
+    return np.asarray(regressor, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -265,29 +260,6 @@ class _Crop:
     box_index: int = 0  # among the image's boxes
 
 
-def _crop_patch(rgb: np.ndarray, img2patch: np.ndarray, size: int) -> np.ndarray:
-    """The reference's warpAffine of the float image, computed on the region the patch can sample only (bilinear
-    reads the 2x2 neighbourhood, so a 2 px margin makes it identical to warping the whole float image)."""
-    import cv2
-
-    from ..geometry.crop import invert_affine
-
-    h, w = rgb.shape[:2]
-    corners = apply_affine(np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64),
-                           invert_affine(img2patch))
-    x0 = int(np.clip(math.floor(corners[:, 0].min()) - 2, 0, w))
-    x1 = int(np.clip(math.ceil(corners[:, 0].max()) + 3, 0, w))
-    y0 = int(np.clip(math.floor(corners[:, 1].min()) - 2, 0, h))
-    y1 = int(np.clip(math.ceil(corners[:, 1].max()) + 3, 0, h))
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((size, size, 3), np.float32)
-    region = rgb[y0:y1, x0:x1].astype(np.float32)
-    shifted = img2patch.copy()
-    shifted[:, 2] += img2patch[:, :2] @ np.array([x0, y0], np.float64)
-    return cv2.warpAffine(region, shifted, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0)
-
-
 class Predictor:
     """Detector, then a network, a body-model fit, or both, then meshes in camera space.
 
@@ -296,7 +268,8 @@ class Predictor:
     config its ModelConfig; topology its joint names etc. detector: "auto" (mediapipe if installed, else HOG for
     bodies), "hog" or "mediapipe". batch_size: crops per network call. method: see ``inference.keypoint_fit``;
     fitter: the :class:`~i2lmesh.inference.keypoint_fit.KeypointFitter` of the fitting methods.
-    ``last_timings`` holds the seconds spent per stage in the last :meth:`predict` call.
+    ``last_timings`` holds the seconds spent per stage in the last :meth:`predict` call. ``joint_regressor``
+    (J, V) float64: the network's J, which gives the joints from the camera-space mesh (None for method "fit").
     """
 
     def __init__(self, net, config, topology: dict, faces: np.ndarray | None, device: str = "cpu",
@@ -318,6 +291,7 @@ class Predictor:
             model = self.fitter.body_model
             faces, self.topology = model.faces.cpu().numpy(), model.topology_info()
         self.faces = np.asarray(faces, dtype=np.int64)
+        self.joint_regressor = None if net is None else _joint_regressor(net)
         num_joints = config.num_joints if config is not None else len(self.topology.get("joint_names", []))
         names = self.topology.get("joint_names") or [f"joint_{i}" for i in range(num_joints)]
         self.joint_names = list(names)
@@ -443,7 +417,8 @@ class Predictor:
 
     def default_intrinsics(self, image: Any, focal_px: float | None = None) -> np.ndarray:
         """The K (3x3, original pixels) that :meth:`predict` uses for ``image`` (a path, array or LoadedImage) when
-        given ``focal_px`` (None: f = the image diagonal, principal point at the centre)."""
+        given ``focal_px`` (None: ``geometry.camera.default_intrinsics``, f = 1500 px, principal point at the
+        centre)."""
         loaded = as_loaded_image(image)
         K, _ = self._intrinsics(focal_px, loaded)
         return np.diag([1.0 / loaded.scale, 1.0 / loaded.scale, 1.0]) @ K
@@ -452,13 +427,10 @@ class Predictor:
         """K in working pixels from None, a focal length (original px) or a 3x3 K (original px)."""
         s = loaded.scale
         if value is None:
-            ow, oh = loaded.original_size
-            K = image_intrinsics(ow, oh)
-            source = "image size (f = diagonal)"
+            K = default_intrinsics(*loaded.original_size)
+            source = "default (f = 1500 px)"
         elif np.ndim(value) == 0:
-            f = check_focal(value)
-            ow, oh = loaded.original_size
-            K = image_intrinsics(ow, oh, f)
+            K = default_intrinsics(*loaded.original_size, check_focal(value))
             source = "user focal"
         else:
             try:
@@ -487,7 +459,7 @@ class Predictor:
             (for a single image: a list of boxes or one box), or of :class:`~i2lmesh.inference.detect.Detection`
             in original pixels (their keypoints are used by the fitting methods). Boxes skip detection; the
             fitting methods find keypoints inside a box that has none (mediapipe).
-        intrinsics: None (f = image diagonal, centre principal point), a focal length in px, or a 3x3 K; for a list
+        intrinsics: None (f = 1500 px, centre principal point), a focal length in px, or a 3x3 K; for a list
             of images one value for all or a list with one per image.
         root_depth_m: None (RootNet-style k-value from the box), a depth in metres for everyone, or per image a
             list with one depth per box. Method "fit" finds the depth itself (the value is ignored).
@@ -564,7 +536,7 @@ class Predictor:
                     log.warning("%s: %s", loaded.source, warning)
                 if self.net is not None:
                     img2patch, patch2img = crop_transforms(processed, size)
-                    patch = _crop_patch(loaded.rgb, img2patch, size)
+                    patch = warp_image(loaded.rgb, img2patch, size)
                 else:
                     patch2img, patch = None, None
                 crops.append(_Crop(i, det.box_xywh, processed, det.source, None if det.source == "user" else
@@ -596,7 +568,7 @@ class Predictor:
             # The patches enter in the network's own precision (float32 unless it was converted, e.g. .double()).
             out = self.net(batch.to(self.device, self._input_dtype()) if self.backend == "torch" else batch.float())
             arrays = {name: getattr(out, name).detach().float().cpu().numpy().astype(np.float64) for name in
-                      ("joints_spread", "vertices_hm", "vertices_spread", "mesh_joints_hm")}
+                      ("joints_spread", "vertices_hm", "vertices_spread")}
             timings["network_s"] += time.perf_counter() - t
             t = time.perf_counter()
             for b, crop in enumerate(chunk):
@@ -656,10 +628,12 @@ class Predictor:
         """Fit the body model to each crop's keypoints (and, "network+fit", its network joints); replaces
         ``people`` entries with fitted results. People without enough keypoints are dropped (method "fit") or
         keep their network result with a warning ("network+fit")."""
+        from .keypoint_fit import out_of_frame
+
         fitter = self.fitter
         target_set = self._fit_keypoint_set
         exclude = NETWORK_FIT_2D_EXCLUDED if self.method == "network+fit" and self.kind == "body" else ()
-        targets, where = [], []
+        targets, where, outside = [], [], {}
         for index, crop in enumerate(crops):
             loaded = loaded_images[crop.image_index]
             det = crop.detection
@@ -671,8 +645,12 @@ class Predictor:
             if det.keypoints_xy is None:
                 self._unfitted(people, index, crop, loaded, f"no keypoints found in box {shown}")
                 continue
+            # keypoints the detector placed outside the image are not fitted (keypoint_fit.OUT_OF_FRAME_MARGIN)
+            height, width = loaded.rgb.shape[:2]
+            outside[index] = out_of_frame(det.keypoints_xy, det.keypoint_set, target_set, (width, height),
+                                          det.box_xywh)
             kp, conf = detector_keypoints(det.keypoints_xy, det.keypoint_scores, det.keypoint_set, target_set,
-                                          exclude)
+                                          tuple(exclude) + tuple(outside[index]))
             if not fitter.usable(conf):
                 self._unfitted(people, index, crop, loaded, f"too few confident keypoints in box {shown} "
                                f"({int(np.sum(conf > 0))}, at least {MIN_KEYPOINTS[self.kind]} needed)")
@@ -698,7 +676,7 @@ class Predictor:
             for b, i in enumerate(group):
                 index = where[i]
                 person = self._fitted(crops[index], loaded_images[crops[index].image_index], result, b,
-                                      target_set, people[index])
+                                      target_set, people[index], out_of_frame_names=outside[index])
                 if is_warm and self._fit_is_off(person):
                     targets[i].init = crops[index].init = None
                     cold.append(i)
@@ -721,8 +699,11 @@ class Predictor:
             people[index].warnings.append(message)
 
     def _fitted(self, crop: _Crop, loaded: LoadedImage, result, b: int, target_set: JointSet,
-                network: PersonResult | None) -> PersonResult:
-        """The b-th person of a FitResult as a PersonResult in original pixels."""
+                network: PersonResult | None, out_of_frame_names: list[str] | tuple[str, ...] = ()) -> PersonResult:
+        """The b-th person of a FitResult as a PersonResult in original pixels; ``out_of_frame_names``: the
+        keypoints found outside the image (not fitted; JSON ``fit["out_of_frame"]`` and a warning)."""
+        from .keypoint_fit import truncation_warning
+
         s = loaded.scale
         model = self.fitter.body_model
         vertices = result.vertices_m[b].detach().cpu().numpy().astype(np.float64)
@@ -733,7 +714,7 @@ class Predictor:
         joints_px = _project_np(joints, crop.K) / s
         residual = result.residual_px[b].detach().cpu().numpy().astype(np.float64) / s
         det, det_score = crop.detection, crop.detector_score
-        fit = residual_summary(residual, target_set.names, target_set.name)
+        fit = residual_summary(residual, target_set.names, target_set.name, out_of_frame_names)
         fit["evaluations"] = None if result.evaluations is None else int(result.evaluations[b])
         fit["warm_start"] = crop.init is not None
         warnings = list(crop.warnings) + (list(network.warnings) if network is not None else [])
@@ -753,8 +734,13 @@ class Predictor:
             keypoints_2d_px=None if det.keypoints_xy is None else (det.keypoints_xy / s).astype(np.float32),
             keypoint_scores=det.keypoint_scores, keypoint_set=det.keypoint_set, side=det.side, method=self.method,
             fit=fit, fit_params=params, track_id=det.track_id, box_index=crop.box_index)
+        who = "" if det.track_id is None else f"person {det.track_id}: "
+        truncated = truncation_warning(out_of_frame_names)
+        if truncated:
+            person.warnings.append(who + truncated)
+            if crop.init is None:  # once per person in a video (its first, cold fit), every time in photos
+                log.warning("%s: %s%s", loaded.source, who, truncated)
         if crop.init is None and self._fit_is_off(person):  # (a warm fit this far off is redone cold: warned then)
-            who = "" if det.track_id is None else f"person {det.track_id}: "
             message = (f"{who}fit: median keypoint residual {fit['median_residual_px']:.1f} px is more than "
                        f"{RESIDUAL_WARNING_FRACTION:.0%} of the box; the mesh may not match the person")
             log.warning("%s: %s", loaded.source, message)
@@ -770,16 +756,11 @@ class Predictor:
             depth_source = f"k-value (assumed {w_m:g} x {h_m:g} m)"
         else:
             root_depth, depth_source = crop.root_depth_m, "user"
-        decode = dict(bb2img_trans=crop.patch2img, root_depth_m=root_depth, K=crop.K, input_size=cfg.input_size,
-                      heatmap_size=cfg.heatmap_size, depth_bins=cfg.depth_bins, bbox_3d_size_m=cfg.bbox_3d_size_m)
-        vertices = decode_to_camera(out["vertices_hm"], **decode)
-        joints = decode_to_camera(out["mesh_joints_hm"], **decode)
-        joints_px = apply_affine(heatmap_to_crop_px(out["mesh_joints_hm"][:, :2], cfg.input_size, cfg.heatmap_size),
-                                 crop.patch2img)
-        unc = dict(box_width_px=crop.processed[2], box_height_px=crop.processed[3], K=crop.K,
-                   heatmap_size=cfg.heatmap_size, depth_bins=cfg.depth_bins, bbox_3d_size_m=cfg.bbox_3d_size_m)
-        vertex_unc = spread_to_camera_mm(out["vertices_spread"], vertices[:, 2], **unc)
-        joint_unc = spread_to_camera_mm(out["joints_spread"], joints[:, 2], **unc)
+        decoded = decode(out["vertices_hm"], self.joint_regressor, crop.patch2img, crop.K, root_depth, cfg,
+                         vertices_spread=out["vertices_spread"], joints_spread=out["joints_spread"],
+                         box_size_px=(crop.processed[2], crop.processed[3]))
+        vertices, joints, joints_px = decoded.vertices_m, decoded.joints_m, decoded.joints_2d_px
+        vertex_unc, joint_unc = decoded.vertex_uncertainty_xyz_mm, decoded.joint_uncertainty_xyz_mm
         confidence = heatmap_confidence(out["joints_spread"], cfg.heatmap_size)
         outputs = {"vertices": vertices, "joints": joints, "2D joints": joints_px, "uncertainty": vertex_unc,
                    "joint uncertainty": joint_unc}
