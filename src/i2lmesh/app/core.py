@@ -391,19 +391,18 @@ class MeshService:
         return overlay, glb
 
     def _K(self, predictor, results, loaded) -> np.ndarray:
+        """K (original pixels) the people were decoded with, or the Predictor's default for ``loaded``."""
         if results:
             return np.asarray(results[0].K, np.float64)
-        K, _ = predictor._intrinsics(None, loaded)
-        return np.diag([1.0 / loaded.scale, 1.0 / loaded.scale, 1.0]) @ K
+        return predictor.default_intrinsics(loaded)
 
     def _photo(self, source, name: str, stem: str, predictor, result: RunResult) -> str:
         from ..export.meshes import write_obj, write_results_json
         from ..inference.predictor import as_loaded_image
 
         t0 = time.perf_counter()
-        loaded = as_loaded_image(source, name=name) if not isinstance(source, Path) else source
+        loaded = as_loaded_image(source, name=name)  # the working copy the Predictor sees, and its scale
         people = predictor.predict(loaded)
-        loaded = predictor.last_images[0]
         folder = result.folder
         overlay, glb = self._picture_files(folder, stem, loaded.rgb, loaded.scale, people,
                                            self._K(predictor, people, loaded))
@@ -424,6 +423,7 @@ class MeshService:
         from ..commands.demo import overlay_picture
         from ..export.atomic import atomic_write_text
         from ..export.meshes import _jsonable, write_obj
+        from ..inference.images import as_loaded_image
         from ..inference.tracking import VideoPredictor
         from ..inference.video import VideoReader, VideoWriter
 
@@ -447,8 +447,8 @@ class MeshService:
                         break
                     progress(done / planned, f"{name}: frame {index + 1}" + (f" of {total}" if total > 0 else ""))
                     frame_name = f"{name} frame {index}"
-                    people = video(rgb, name=frame_name)  # sorted by track id
-                    loaded = predictor.last_images[0]
+                    loaded = as_loaded_image(rgb, name=frame_name)
+                    people = video(loaded, name=frame_name)  # sorted by track id
                     K_orig = self._K(predictor, people, loaded)
                     writer.write(overlay_picture(loaded.rgb, people, np.diag([loaded.scale, loaded.scale, 1.0])
                                                  @ K_orig, self.render_backend, max_side=1280))

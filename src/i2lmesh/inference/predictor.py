@@ -298,7 +298,6 @@ class Predictor:
         self.root_index = int(self.topology.get("root_index", 0))
         self._detectors: dict[str, Any] = {}
         self.last_timings: dict[str, float] = {}
-        self.last_images: list[LoadedImage] = []
         self._fit_keypoint_set = None if method == "network" else self._keypoint_set_to_fit()
 
     def _keypoint_set_to_fit(self) -> JointSet:
@@ -555,7 +554,6 @@ class Predictor:
                 results[crop.image_index].append(person)
         timings["total_s"] = time.perf_counter() - t0
         self.last_timings = timings
-        self.last_images = loaded_images
         return results[0] if single else results
 
     @torch.inference_mode()
