@@ -21,15 +21,24 @@ from ..config import FAST_START
 HELP = "Synthesise data, train cpu-small for a few minutes, evaluate, render predictions, write a report."
 log = logging.getLogger(__name__)
 
-# The quickstart trains with the training preset "cpu-fast" ("budget" + the CPU fast start, config.FAST_START), or
-# "budget" with --paper-training. The fast start's fields under their old name here: docs/training.md cites
-# quickstart.FAST_TRAINING and benchmarks/bench_learning.py imports it.
+# The quickstart trains with the training preset "cpu-fast-body" (bodies) or "cpu-fast" (hands): "budget" + the
+# CPU fast start (config.FAST_START_BODY, config.FAST_START), or "budget" with --paper-training. The fast start's
+# fields under their old name here: docs/training.md cites quickstart.FAST_TRAINING and benchmarks/bench_learning.py
+# imports it.
 FAST_TRAINING = FAST_START
 
 
 # The default training budget, in steps so that a busy machine does not decide what is learned (docs/benchmarks.md,
 # "Learning fast on a CPU"); --minutes caps the wall time.
 DEFAULT_STEPS = 300
+
+
+def training_preset_for(kind: str, paper_training: bool = False) -> str:
+    """The training preset of the quickstart: "budget" (--paper-training), else the CPU fast start, at 64 px and 32
+    images a step without augmentation for bodies ("cpu-fast-body"), as measured for hands ("cpu-fast")."""
+    if paper_training:
+        return "budget"
+    return "cpu-fast-body" if kind == "body" else "cpu-fast"
 
 
 def preset_for(kind: str) -> str:
@@ -40,8 +49,8 @@ def preset_for(kind: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("i2lmesh-quickstart"), help="output folder")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                        help=f"training budget in optimizer steps of 16 images (default {DEFAULT_STEPS}: about "
-                        f"7-9 minutes on 2 idle CPU cores)")
+                        help=f"training budget in optimizer steps (32 images at 64 px for bodies, 16 at 128 px for "
+                        f"hands; default {DEFAULT_STEPS}, capped by --minutes)")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time cap on training: stops early on a "
                         "busy or slow machine (default 10)")
     parser.add_argument("--paper-training", action="store_true", help="train as the paper (no body prior, "
@@ -81,11 +90,15 @@ def run(args: argparse.Namespace) -> int:
     timings["synthesise_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cfg = TrainConfig(**training_preset(
-        "budget" if args.paper_training else "cpu-fast", preset=preset, data=[str(data_train)], val=str(data_val),
-        out=str(out / "run"), batch_size=16, num_workers=args.workers, seed=args.seed, device=args.device,
-        val_every_steps=max(1, args.steps // 6), max_steps=args.steps, max_minutes=args.minutes,
-        checkpoint_every_steps=100))
+    fields = training_preset(training_preset_for(args.kind, args.paper_training))
+    # A small --num-train still trains: a step takes at most the whole training set.
+    batch_size = min(fields.get("batch_size", 16), args.num_train)
+    if batch_size < fields.get("batch_size", 16):
+        log.info("batch size %d (the %d training images)", batch_size, args.num_train)
+    cfg = TrainConfig(**{**fields, **dict(
+        preset=preset, data=[str(data_train)], val=str(data_val), out=str(out / "run"), batch_size=batch_size,
+        num_workers=args.workers, seed=args.seed, device=args.device, val_every_steps=max(1, args.steps // 6),
+        max_steps=args.steps, max_minutes=args.minutes, checkpoint_every_steps=100)})
     inputs = training_inputs(cfg)
     body, train_set, val_set = inputs.body_model, inputs.train_set, inputs.val_set
     last = train(cfg, train_set, val_set, net=inputs.net)
@@ -108,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     results = {"preset": preset, "kind": args.kind, "train_samples": len(train_set), "val_samples": len(val_set),
                "steps": max((r["step"] for r in curve), default=0), "step_budget": args.steps,
                "minutes": args.minutes, "train_minutes": round(timings["train_s"] / 60, 1),
-               "training": "paper" if args.paper_training else "fast", "lr": cfg.lr,
+               "training": "paper" if args.paper_training else "fast", "lr": cfg.lr, "batch_size": cfg.batch_size,
+               "input_size": cfg.model_config().input_size, "augment": cfg.augment,
                "learning_curve": [{k: r[k] for k in ("step", "val_mpjpe_mm", "val_pa_mpjpe_mm", "val_mpvpe_mm",
                                                      "val_pa_mpvpe_mm") if k in r} for r in val_curve],
                "val_before_training": val_curve[0] if val_curve else None, "val_after_training": result,
@@ -266,22 +280,22 @@ def _write_report(path: Path, r: dict, picture: Path, curve: Path | None) -> Non
                       f"{ratio(after.get(key), base.get(key))} |" for name, key in rows)
     curve_rows = "\n".join(f"| {p['step']} | " + " | ".join(mm(p.get('val_' + key)) for _, key in rows) + " |"
                            for p in r["learning_curve"])
+    steps = (f"{r['steps']} steps of {r['batch_size']} images (budget {r['step_budget']}, capped at "
+             f"{r['minutes']:g} minutes; took {r['train_minutes']:g} min)")
     if r["training"] == "fast":
-        how = (f"{r['steps']} steps of 16 images (budget {r['step_budget']}, capped at {r['minutes']:g} minutes; "
-               f"took {r['train_minutes']:g} min) with the CPU fast start: Adam, lr {r['lr']:g} with a 30-step warm-up "
-               f"and a cosine decay, a body prior in the lixel heads, the paper's five losses (docs/training.md, "
-               f"\"Learning fast on a CPU\")")
+        how = (f"{steps} with the CPU fast start: Adam, lr {r['lr']:g} with a 30-step warm-up and a cosine decay, a "
+               f"body prior in the lixel heads, the paper's five losses"
+               f"{'' if r['augment'] else ', no augmentation'} (docs/training.md, \"Learning fast on a CPU\")")
     else:
-        how = (f"{r['steps']} steps of 16 images (budget {r['step_budget']}, capped at {r['minutes']:g} minutes; "
-               f"took {r['train_minutes']:g} min) as the paper: Adam, constant lr {r['lr']:g}, the paper's five losses")
+        how = f"{steps} as the paper: Adam, constant lr {r['lr']:g}, the paper's five losses"
     text = f"""# i2lmesh quickstart report
 
 What was done, on this machine, with nothing but the package:
 
 1. Rendered {r['train_samples']} synthetic training images and {r['val_samples']} held-out images of random Anny
    {r['kind']} samples (random pose, shape, camera, colours, backgrounds, occluders) with exact ground truth.
-2. Trained the `{r['preset']}` I2L-MeshNet (ResNet-18, 128x128 input, lixel heatmaps with D = 32) from scratch
-   for {how}.
+2. Trained the `{r['preset']}` I2L-MeshNet (ResNet-18, {r['input_size']}x{r['input_size']} input, lixel heatmaps
+   with D = 32) from scratch for {how}.
 3. Evaluated on the held-out images (camera-space decoding with the true root depth; docs/evaluation.md).
 4. Predicted through the public `i2lmesh.Predictor` API and rendered the meshes.
 

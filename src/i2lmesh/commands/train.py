@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--training-preset", choices=list(TRAINING_PRESETS),
                         help="named training settings to start from instead of a --config file (paper: the "
                              "reference's schedule, the default; budget: constant lr for a step/time budget; "
-                             "cpu-fast: budget + the CPU fast start); the flags and --set go on top")
+                             "cpu-fast: budget + the CPU fast start; cpu-fast-body: that at 64 px, 32 images a "
+                             "step, no augmentation); the flags and --set go on top")
     parser.add_argument("--data", nargs="+", help="training dataset folders (our format; see docs/datasets.md)")
     parser.add_argument("--val", help="validation dataset folder, evaluated after every epoch")
     parser.add_argument("--out", help="run folder (checkpoints/, metrics.jsonl, tensorboard/)")
