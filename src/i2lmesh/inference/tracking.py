@@ -42,9 +42,11 @@ class PersonTracker:
         self.tracks: list[Track] = []
         self._next_id = 0
 
-    def cost(self, track: Track, det: Detection) -> float:
-        """The assignment cost in [0, 1] of ``det`` to ``track``."""
-        cost = 1.0 - float(box_iou(track.box_xywh[None], np.asarray(det.box_xywh, np.float64)[None])[0, 0])
+    def cost(self, track: Track, det: Detection, iou: float | None = None) -> float:
+        """The assignment cost in [0, 1] of ``det`` to ``track`` (``iou``: their box IoU, when already known)."""
+        if iou is None:
+            iou = float(box_iou(track.box_xywh[None], np.asarray(det.box_xywh, np.float64)[None])[0, 0])
+        cost = 1.0 - iou
         a, b = track.keypoints_xy, det.keypoints_xy
         if a is not None and b is not None and np.shape(a) == np.shape(b):
             both = np.all(np.isfinite(a), 1) & np.all(np.isfinite(b), 1)
@@ -61,7 +63,11 @@ class PersonTracker:
 
         assigned: list[Track | None] = [None] * len(detections)
         if self.tracks and detections:
-            costs = np.array([[self.cost(t, d) for d in detections] for t in self.tracks])
+            # one IoU call for all pairs (torchvision's box_iou has a per-call cost)
+            ious = box_iou(np.stack([t.box_xywh for t in self.tracks]),
+                           np.stack([np.asarray(d.box_xywh, np.float64) for d in detections]))
+            costs = np.array([[self.cost(t, d, float(ious[i, j])) for j, d in enumerate(detections)]
+                              for i, t in enumerate(self.tracks)])
             rows, cols = linear_sum_assignment(costs)
             for r, c in zip(rows, cols):
                 if costs[r, c] <= self.max_cost:
