@@ -370,7 +370,7 @@ def test_a_warm_start_from_someone_else_is_redone_cold(anny_body, scene, fitted)
 def test_side_view_frames_the_people(size_m, depth_m):
     """Near bodies, hands and far bodies all fill the side panel: the turned box projects inside it, and its
     larger side spans SIDE_VIEW_FILL of the panel."""
-    from i2lmesh.render.overlay import SIDE_VIEW_FILL, side_view_placement
+    from i2lmesh.render.pictures import SIDE_VIEW_FILL, side_view_placement
 
     rng = np.random.default_rng(0)
     vertices = rng.uniform(-0.5, 0.5, (500, 3)) * [0.3 * size_m, size_m, 0.2 * size_m] + [0.5, 0.2, depth_m]

@@ -280,3 +280,15 @@ def test_demo_video_failing_mid_way_keeps_older_overlay(checkpoint, tmp_path, mo
     assert "crash on frame 2" in capsys.readouterr().err
     assert (out / "clip_overlay.mp4").read_bytes() == older  # not replaced by a truncated video
     assert _hidden_files(out) == []  # the temporary video is gone
+
+
+def test_render_overlay_is_still_the_function_once_the_pictures_module_is_loaded():
+    # A submodule named like a package attribute replaces it on import (render.overlay was shadowed once).
+    import i2lmesh.render.pictures  # noqa: F401
+    from i2lmesh import render
+
+    image = np.zeros((2, 2, 3), np.uint8)
+    result = render.RenderResult(color=np.ones((2, 2, 3), np.float32), depth_m=np.ones((2, 2), np.float32),
+                                 mask=np.array([[True, False], [False, False]]), backend="numba")
+    out = render.overlay(image, result, alpha=1.0)
+    assert out[0, 0].tolist() == [255, 255, 255] and out[1, 1].tolist() == [0, 0, 0]

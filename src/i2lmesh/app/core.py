@@ -375,7 +375,7 @@ class MeshService:
         """Overlay PNG and (with people) the GLB of one picture; returns their paths."""
         from PIL import Image
 
-        from ..render.overlay import PALETTE, overlay_picture
+        from ..render.pictures import PALETTE, overlay_picture
         from ..export.meshes import write_glb
 
         K_work = np.diag([scale, scale, 1.0]) @ K_orig
@@ -420,7 +420,7 @@ class MeshService:
 
     def _video(self, path: Path, name: str, stem: str, predictor, result: RunResult,
                progress: ProgressCallback) -> str:
-        from ..render.overlay import overlay_picture
+        from ..render.pictures import overlay_picture
         from ..export.atomic import atomic_write_text
         from ..export.meshes import _jsonable, write_obj
         from ..inference.images import as_loaded_image

@@ -155,7 +155,7 @@ def _image_info(path: Path, loaded, predictor) -> dict:
 def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
     from ..export.meshes import write_glb, write_obj, write_ply, write_results_json, write_results_npz
     from ..inference.images import as_loaded_image
-    from ..render.overlay import PALETTE, overlay_picture
+    from ..render.pictures import PALETTE, overlay_picture
 
     out = args.out
     loaded = as_loaded_image(path)  # the working copy the Predictor sees (downscaled when huge) and its scale
@@ -193,7 +193,7 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
     from ..inference.images import as_loaded_image
     from ..inference.tracking import VideoPredictor
     from ..inference.video import VideoReader, VideoWriter
-    from ..render.overlay import overlay_picture
+    from ..render.pictures import overlay_picture
 
     # The frames folder is made once the first frame has decoded (an unreadable video leaves nothing); the overlay
     # video is written under a temporary name and renamed only when complete (VideoWriter), each JSON atomically.
