@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", help="validation dataset folder, evaluated after every epoch")
     parser.add_argument("--out", help="run folder (checkpoints/, metrics.jsonl, tensorboard/)")
     steps = parser.add_mutually_exclusive_group()
-    steps.add_argument("--epochs", type=int)
-    steps.add_argument("--max-steps", type=int)
+    steps.add_argument("--epochs", type=int, help="train this many epochs (default: the config's; the paper: 13)")
+    steps.add_argument("--max-steps", type=int, help="stop after this many optimizer steps instead of epochs (the "
+                       "cosine lr schedule spans them)")
     parser.add_argument("--device", help="auto (a GPU when there is one), cpu, cuda, cuda:N (default: the config's)")
     parser.add_argument("--body-model-path", help="folder with SMPL/MANO files (when the preset or data use them)")
     parser.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoints/last.pt")
