@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import training_preset
     from ..data.synth.generate import SynthConfig, generate
     from ..device import resolve_device
-    from ..engine.checkpoint import load_network
+    from ..engine.checkpoint import load_network, seed_everything
     from ..engine.datasets import training_inputs
     from ..engine.evaluate import evaluate
     from ..engine.prior import mean_pose_baseline
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         preset=preset, data=[str(data_train)], val=str(data_val), out=str(out / "run"), batch_size=batch_size,
         num_workers=args.workers, seed=args.seed, device=args.device, val_every_steps=max(1, args.steps // 6),
         max_steps=args.steps, max_minutes=args.minutes, checkpoint_every_steps=100)})
+    seed_everything(cfg.seed)  # before the network is built: --seed fixes its initial weights too
     inputs = training_inputs(cfg)
     body, train_set, val_set = inputs.body_model, inputs.train_set, inputs.val_set
     last = train(cfg, train_set, val_set, net=inputs.net)

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "reference's schedule, the default; budget: constant lr for a step/time budget; "
                              "cpu-fast: budget + the CPU fast start; cpu-fast-body: that at 64 px, 32 images a "
                              "step, no augmentation); the flags and --set go on top")
-    parser.add_argument("--data", nargs="+", help="training dataset folders (our format; see docs/datasets.md)")
+    parser.add_argument("--data", nargs="+", help="training dataset folders (our format; see docs/datasets.md); required unless "
+                        "--config names them")
     parser.add_argument("--val", help="validation dataset folder, evaluated after every epoch")
     parser.add_argument("--out", help="run folder (checkpoints/, metrics.jsonl, tensorboard/)")
     steps = parser.add_mutually_exclusive_group()

@@ -34,6 +34,7 @@ def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: floa
     """Train one row's network within the budget (``budget_minutes`` and/or ``max_steps``) and score it on ``val``;
     cached in OUT/runs/BUDGET/KEY/result.json. Training settings: the training preset "budget"
     (``config.TRAINING_PRESETS``; ``lr`` None: its lr, 3e-4) with this row's network."""
+    from ..engine.checkpoint import seed_everything
     from ..engine.datasets import training_inputs
     from ..engine.evaluate import evaluate
     from ..engine.train import TrainConfig, train
@@ -57,6 +58,7 @@ def run_row(row: Row, out: Path, data: list[str], val: str, budget_minutes: floa
         "budget", preset=preset, model=row.model_overrides(heatmap), data=list(data), val=None, out=str(run_dir),
         batch_size=batch_size, seed=seed, num_workers=workers, device=device, imagenet_weights=imagenet_weights,
         max_steps=max_steps, **({} if lr is None else {"lr": lr}), **budget))
+    seed_everything(cfg.seed)  # before the network is built: the seed fixes its initial weights too
     inputs = training_inputs(cfg, val=val)
     net, train_set, val_set = inputs.net, inputs.train_set, inputs.val_set
     log.info("reproduce: %s (%s): training, budget %s", row.label, key, budget_tag)
