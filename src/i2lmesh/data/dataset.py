@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from .augment import NO_AUGMENTATION, sample_augmentation
 from .record import DatasetError, SampleRecord, validate_records
-from .targets import BadSampleError, BodyModelBank, TargetSpec, build_sample, collate_samples, load_image
+from .targets import (BadSampleError, BodyModelBank, PosedMeshes, TargetSpec, build_sample, collate_samples,
+                      load_image)
 
 log = logging.getLogger(__name__)
 
@@ -24,17 +25,34 @@ class RecordDataset(Dataset):
     :meth:`set_epoch`), flip disabled for hands. A missing or corrupt image (or an unusable box) is logged with its
     path, counted in ``skipped`` and replaced by the next usable sample; nothing crashes mid-epoch. Records with
     NaN/inf or empty boxes are rejected up front with a count in the log.
+
+    posed_cache_bytes: memory (bytes) for the records' posed body-model meshes, computed here in batches
+    (:meth:`pose_meshes`, :class:`PosedMeshes`); records beyond it, or all with 0, pose the body model per sample.
+    Samples are the same either way up to float32 rounding of the model's output (a batch may sum in another
+    order; tests/test_data_cache.py bounds the difference).
     """
 
     def __init__(self, records: Sequence[SampleRecord], spec: TargetSpec, train: bool = False,
                  bank: BodyModelBank | None = None, image_root: str | Path | None = None, seed: int = 0,
-                 name: str = "dataset") -> None:
+                 name: str = "dataset", posed_cache_bytes: int = 0) -> None:
         self.name = name
         self.records = validate_records(list(records), name)
         self.spec, self.train, self.bank = spec, train, bank
         self.image_root = None if image_root is None else Path(image_root)
         self.seed, self.epoch = seed, 0
         self.skipped: dict[str, str] = {}  # image path -> reason (per worker process)
+        self.posed: PosedMeshes | None = None
+        if posed_cache_bytes > 0:
+            self.pose_meshes(posed_cache_bytes)
+
+    def pose_meshes(self, budget_bytes: int) -> int:
+        """Pose the records' body models now, in batches, within ``budget_bytes`` (:meth:`PosedMeshes.compute`);
+        returns the bytes held. Call it before DataLoader workers fork (they then share the meshes copy-on-write,
+        even when re-created every epoch); 0 drops the meshes."""
+        self.posed = None
+        if budget_bytes > 0 and self.bank is not None:
+            self.posed = PosedMeshes.compute(self.records, self.bank, budget_bytes, name=self.name)
+        return 0 if self.posed is None else self.posed.nbytes
 
     def __len__(self) -> int:
         return len(self.records)
@@ -54,7 +72,8 @@ class RecordDataset(Dataset):
         else:
             augmentation = NO_AUGMENTATION
         image = load_image(self.image_path(record))
-        return build_sample(record, image, augmentation, self.spec, self.bank)
+        posed = None if self.posed is None else self.posed.get(index)
+        return build_sample(record, image, augmentation, self.spec, self.bank, posed)
 
     def __getitem__(self, index: int):
         if not self.records:
