@@ -69,10 +69,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from i2lmesh.commands.quickstart import FAST_TRAINING, preset_for
-    from i2lmesh.engine.datasets import open_datasets
+    from i2lmesh.engine.datasets import open_datasets, training_inputs
     from i2lmesh.engine.prior import mean_pose_baseline
     from i2lmesh.engine.train import TrainConfig, train
-    from i2lmesh.nets.factory import body_model_for, build_network
     from i2lmesh.engine.checkpoint import seed_everything
 
     data_train = ensure_data(args.data / f"{args.kind}-train", args.kind, args.num_train, 1, max(args.workers, 1))
@@ -90,14 +89,16 @@ def main() -> None:
     if (args.out / "metrics.jsonl").exists():
         sys.exit(f"{args.out} holds a previous run; choose another --out")
     seed_everything(cfg.seed)
-    body = body_model_for(cfg.model_config())
-    net = build_network(cfg.model_config(), body)
-    train_set = open_datasets(cfg.data, net, train=True, seed=cfg.seed, body_model=body)
-    val_set = open_datasets([cfg.val], net, train=False, body_model=body)
+    # The quickstart's path: augmentation as cfg.augment says (before 2026-12-01 this script augmented always, so
+    # its "augment=false" runs were augmented).
+    inputs = training_inputs(cfg)
+    body, net, train_set, val_set = inputs.body_model, inputs.net, inputs.train_set, inputs.val_set
     started = time.perf_counter()
     train(cfg, train_set, val_set, net=net)
     seconds = time.perf_counter() - started
-    baseline = mean_pose_baseline(train_set, val_set, net.joint_regressor.double().numpy(),
+    # Always the unaugmented training set's mean: the stronger reference, the same for every setting.
+    plain = open_datasets(cfg.data, net, train=False, body_model=body) if cfg.augment else train_set
+    baseline = mean_pose_baseline(plain, val_set, net.joint_regressor.double().numpy(),
                                   net.topology.get("root_index", 0))
     records = [json.loads(line) for line in (args.out / "metrics.jsonl").read_text().splitlines()]
     curve = []

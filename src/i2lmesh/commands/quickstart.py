@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.synth.generate import SynthConfig, generate
     from ..device import resolve_device
     from ..engine.checkpoint import load_network, seed_everything
-    from ..engine.datasets import training_inputs
+    from ..engine.datasets import open_datasets, training_inputs
     from ..engine.evaluate import evaluate
     from ..engine.prior import mean_pose_baseline
     from ..engine.train import TrainConfig, train
@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     net, _ = load_network(last)
     result = evaluate(net, val_set, batch_size=16)
-    baseline = mean_pose_baseline(train_set, val_set, net.joint_regressor.double().numpy(),
+    # The unaugmented training set's mean pose: the stronger reference, the same whether or not training augments.
+    plain = open_datasets(cfg.data, net, train=False, body_model=body) if cfg.augment else train_set
+    baseline = mean_pose_baseline(plain, val_set, net.joint_regressor.double().numpy(),
                                   net.topology.get("root_index", 0))
     timings["evaluate_s"] = time.perf_counter() - t0
     curve = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
