@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..bodymodels.joint_sets import H36M_17, JOINT_SETS, MANO_21, SMPL_29, JointSet
+from ..bodymodels.smpl import SMPL_POSE_FLIP_PAIRS
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ MUCO_21 = JointSet(
     skeleton=((0, 16), (16, 1), (1, 15), (15, 14), (14, 8), (14, 11), (8, 9), (9, 10), (10, 19), (11, 12), (12, 13),
               (13, 20), (1, 2), (2, 3), (3, 4), (4, 17), (1, 5), (5, 6), (6, 7), (7, 18)),
 )
-SMPL_24 = JointSet(name="smpl24", names=SMPL_29.names[:24], root_index=0,
-                   flip_pairs=tuple(p for p in SMPL_29.flip_pairs if max(p) < 24),
+# SMPL's 24 joints are the joints its 24 pose rotations turn about (rotation i at joint i), so their left/right
+# pairs are the body model's pose flip pairs (``SMPL.pose_flip_pairs``): one fact, defined there.
+SMPL_24 = JointSet(name="smpl24", names=SMPL_29.names[:24], root_index=0, flip_pairs=SMPL_POSE_FLIP_PAIRS,
                    skeleton=tuple(e for e in SMPL_29.skeleton if max(e) < 24))
 
 KNOWN_JOINT_SETS: dict[str, JointSet] = {**JOINT_SETS, **{js.name: js for js in (COCO_18, MUCO_21, SMPL_24)}}

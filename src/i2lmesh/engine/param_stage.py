@@ -58,6 +58,9 @@ def param_mesh(body_model: BodyModel, rotations: torch.Tensor, shape: torch.Tens
     frame); shape (B,S): body-model shape parameters (see :func:`model_shape`). The body model's
     ``pose_from_rotations`` makes its pose argument: MANO adds its mean hand to the finger axis-angles (the
     reference's ``flat_hand_mean=False``), so its rotations go through axis-angle; Anny and SMPL take the matrices.
+    The targets (``ParamTargets``) are the rotations of the dataset's pose parameters, which MANO's forward offsets
+    the same way, so the mesh of a target's rotations is its ground-truth mesh (tests/test_house_param.py; for
+    axis-angles up to pi, which the matrix -> axis-angle step returns).
     """
     assert rotations.ndim == 4 and rotations.shape[-2:] == (3, 3), "rotations should be a BxRx3x3 tensor."
     out = body_model(pose=body_model.pose_from_rotations(rotations), shape=shape)

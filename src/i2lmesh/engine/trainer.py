@@ -9,8 +9,11 @@ called at fixed points -- ``before_train``, ``before_epoch``, ``before_step``, `
 
 Exact resume: the data order is a seeded permutation per epoch (split across ranks like DistributedSampler),
 each sample's augmentation is seeded by (seed, epoch, index) in the dataset, and checkpoints carry the model,
-optimizer, AMP scaler, RNG states, the position inside the epoch and the hooks' states. A run killed at any moment
-and resumed from ``last.pt`` therefore reaches the same weights as an uninterrupted run (tested on CPU).
+optimizer, AMP scaler, RNG states, the position inside the epoch and the hooks' states. With gradient accumulation
+checkpoints fall at optimizer steps, except at the end of an epoch whose micro-batches do not fill its last step:
+the gradients accumulated there join the next epoch's first step, so that epoch-end checkpoint also carries them
+(``grad_remainder``, every rank's). A run killed at any moment and resumed from ``last.pt`` therefore reaches the
+same weights as an uninterrupted run (tested on CPU).
 
 Faults (docs/training.md, "Faults and preemption"): the seed governs everything (``seed_everything`` before the
 network is built; data order, augmentation and DataLoader workers are seeded from it), so two runs with the same
@@ -53,7 +56,7 @@ from ..nets.i2l import I2LMeshNet
 from .checkpoint import (CheckpointError, capture_rng, load_imagenet_weights, load_initial_weights,
                          load_training_checkpoint, network_state, remove_stale_temp_files, restore_rng,
                          seed_everything, state_dict_mismatch)
-from .distributed import DistEnv, all_reduce_mean, init_distributed
+from .distributed import DistEnv, all_gather_objects, all_reduce_mean, init_distributed
 from .objective import forward_network, network_losses
 
 if TYPE_CHECKING:
@@ -326,6 +329,9 @@ class Trainer:
         self.use_amp = False
         self.sampler: EpochSampler | None = None
         self._signals = StopSignals()
+        # Gradients accumulated at an epoch's end short of an optimizer step, every rank's (``_keep_remainder``);
+        # None at a step boundary.
+        self._grad_remainder: dict[str, Any] | None = None
 
     # --- hooks ---------------------------------------------------------------------------------------------------
 
@@ -369,13 +375,16 @@ class Trainer:
 
     def state_dict(self, scaler: bool = True) -> dict[str, Any]:
         """A training checkpoint (``engine.checkpoint``): the network file's keys (the bare network) + optimizer,
-        AMP scaler (None without AMP or when ``scaler`` is False), progress, train_config, rng, hooks."""
+        AMP scaler (None without AMP or when ``scaler`` is False), progress, train_config, rng, hooks, and
+        grad_remainder: None at an optimizer step, else {"world_size", "grads": per rank, per trained parameter
+        (the optimizer's order), its accumulated (AMP-scaled) gradient on the CPU or None}."""
         state = network_state(self.net)
         state.update({"optimizer": self.optimizer.state_dict(),
                       "scaler": self.scaler.state_dict() if scaler and self.use_amp else None,
                       "progress": dict(self.progress), "train_config": dataclasses.asdict(self.cfg),
                       "rng": capture_rng(),
-                      "hooks": {name: hook.state_dict() for name, hook in zip(self._hook_names(), self.hooks)}})
+                      "hooks": {name: hook.state_dict() for name, hook in zip(self._hook_names(), self.hooks)},
+                      "grad_remainder": self._grad_remainder})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -387,12 +396,40 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.progress = dict(state["progress"])
         restore_rng(state["rng"])
+        self._restore_remainder(state.get("grad_remainder"))
         saved = state.get("hooks") or {}
         for name, hook in zip(self._hook_names(), self.hooks):
             if name in saved:
                 hook.load_state_dict(saved[name])
             else:
                 logger.debug("train: the checkpoint has no state for hook %s; it starts fresh", name)
+
+    def _trained_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters the optimizer steps, in its order."""
+        return [p for p in self.trained_module().parameters() if p.requires_grad]
+
+    def _keep_remainder(self) -> None:
+        """At an epoch's end: every rank's gradients accumulated short of an optimizer step (a collective under
+        DDP), for the epoch-end checkpoint; None when the epoch's micro-batches filled its last step."""
+        if self.sampler.batches_per_epoch % self.cfg.grad_accum_steps == 0:
+            self._grad_remainder = None
+            return
+        grads = [None if p.grad is None else p.grad.detach().cpu().clone() for p in self._trained_parameters()]
+        self._grad_remainder = {"world_size": self.env.world_size, "grads": all_gather_objects(grads, self.env)}
+
+    def _restore_remainder(self, remainder: dict[str, Any] | None) -> None:
+        """This rank's accumulated gradients from a checkpoint's ``grad_remainder`` (none: nothing pending). A run
+        resumed on another number of processes drops them (its data order differs anyway), with a warning."""
+        self._grad_remainder = remainder
+        if remainder is None:
+            return
+        if remainder["world_size"] != self.env.world_size:
+            logger.warning("train: the checkpoint holds gradients accumulated on %d processes, this run has %d; "
+                           "they are dropped", remainder["world_size"], self.env.world_size)
+            self._grad_remainder = None
+            return
+        for param, grad in zip(self._trained_parameters(), remainder["grads"][self.env.rank], strict=True):
+            param.grad = None if grad is None else grad.to(param.device)
 
     # --- stage-specific parts (ParamStageTrainer overrides them) -------------------------------------------------
 
@@ -554,6 +591,7 @@ class Trainer:
                 if progress["batch"] >= bpe:  # epoch completed
                     progress["epoch"] += 1
                     progress["batch"] = 0
+                    self._keep_remainder()
                     self._call("after_epoch")
             self._call("after_train")
         finally:
@@ -565,6 +603,7 @@ class Trainer:
         """Forward and backward of one batch; the optimizer step after ``grad_accum_steps`` of them. Returns
         whether it stepped (``progress['step']`` then counts it and ``step_output`` holds its lr and losses)."""
         cfg, env, progress = self.cfg, self.env, self.progress
+        self._grad_remainder = None  # it described the gradients at the epoch end; this micro-batch changes them
         micro = progress["batch"] % cfg.grad_accum_steps
         if micro == 0:  # a new optimizer step: its learning rate (a function of epoch and step)
             self._lr = cfg.lr_at(self.epoch, progress["step"], self.total_steps)
