@@ -1,5 +1,5 @@
 """The thin Predictor (issue 12): its stages' homes (result, boxes, fit_pipeline) and the preprocessing described by
-data (``inference.preprocessing.Preprocessing``), bit-identical to the crop recipe it replaced."""
+data (``geometry.preprocessing.Preprocessing``), bit-identical to the crop recipe it replaced."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,7 @@ from i2lmesh.geometry.crop import crop_transforms, process_bbox, warp_image
 from i2lmesh.inference import boxes, fit_pipeline, predictor, result
 from i2lmesh.inference.detect import Detection
 from i2lmesh.inference.errors import BadInputError
-from i2lmesh.inference.preprocessing import Preprocessing
+from i2lmesh.geometry.preprocessing import Preprocessing
 from tiny_net import rendered_image, tiny_net
 
 pytestmark = pytest.mark.usefixtures("one_thread")

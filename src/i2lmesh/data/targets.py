@@ -2,9 +2,10 @@
 
 Per sample (official_spec.md 4.2-4.7):
 
-1. box: ``process_bbox`` (sanitise, square, x1.25) unless the record's box is final (RootNet test boxes);
+1. box: ``Preprocessing.crop_box`` (sanitise, square, x1.25) unless the record's box is final (RootNet test boxes);
 2. flip (virtual mirrored view, see ``augment``), then the affine crop with scale and rotation
-   (``geometry.crop.warp_image``, the crop the Predictor uses) -> (3, S, S) RGB in [0, 1] with the colour jitter;
+   (``geometry.preprocessing.Preprocessing``, the crop the Predictor uses) -> (3, S, S) RGB in [0, 1] with the
+   colour jitter;
 3. "orig" joints: the dataset's 2D joints through the crop -> x, y bins; depth relative to the dataset's root ->
    z bins; mapped by name onto the network's joint set; valid where annotated and inside the heatmap (z checked
    only for 3D samples);
@@ -29,7 +30,8 @@ import torch
 from ..bodymodels.base import BodyModel
 from ..bodymodels.joint_sets import JointSet
 from ..geometry.camera import camera_to_heatmap, crop_px_to_heatmap, relative_m_to_depth_bins
-from ..geometry.crop import apply_affine, compose_affine, crop_transforms, flip_transform, process_bbox, warp_image
+from ..geometry.crop import apply_affine, compose_affine, flip_transform
+from ..geometry.preprocessing import Preprocessing
 from ..losses import LossTargets
 from . import augment as aug_
 from .augment import Augmentation
@@ -60,6 +62,11 @@ class TargetSpec:
     def __post_init__(self) -> None:
         # Derived from a field, not one: set on the frozen instance once, for regress_joints.
         object.__setattr__(self, "_regressor_rows", _row_nonzeros(self.joint_regressor))
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The crop and value range of the network's input (the Predictor's too; mean/std are the network's)."""
+        return Preprocessing(self.input_size)
 
     def regress_joints(self, vertices: np.ndarray) -> np.ndarray:
         """The network's joints (J, 3) of a mesh (V, 3), ``joint_regressor @ vertices``, same units.
@@ -310,17 +317,18 @@ def build_sample(record: SampleRecord, image: np.ndarray, augmentation: Augmenta
     js_net = spec.joint_set
 
     # 1. box and crop in the (possibly mirrored) virtual view
-    box = np.asarray(record.bbox_xywh, np.float64) if record.bbox_is_final else process_bbox(
+    prep = spec.preprocessing
+    box = np.asarray(record.bbox_xywh, np.float64) if record.bbox_is_final else prep.crop_box(
         record.bbox_xywh, width, height)
     if box is None or box[2] <= 0 or box[3] <= 0:
         raise BadSampleError(f"unusable box {np.asarray(record.bbox_xywh).tolist()} for image {record.image_path}")
     K = np.asarray(record.K, np.float64)
     if a.flip:
         box, K = aug_.flip_bbox(box, width), aug_.flip_intrinsics(K, width)
-    img2patch, patch2img = crop_transforms(box, s, a.scale, a.rot_deg)
+    img2patch, patch2img = prep.transforms(box, a.scale, a.rot_deg)
     source2patch = compose_affine(img2patch, flip_transform(width)) if a.flip else img2patch
-    patch = aug_.apply_colour(warp_image(image, source2patch, s), a.colour)
-    image_t = torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1) / 255.0, dtype=np.float32))
+    patch = aug_.apply_colour(prep.warp(image, source2patch), a.colour)
+    image_t = torch.from_numpy(np.ascontiguousarray(prep.to_unit_chw(patch)))
 
     # 2. the dataset's own joints ("orig")
     j_net = len(js_net)

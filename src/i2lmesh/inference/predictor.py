@@ -45,7 +45,7 @@ from .fit_pipeline import FitStage, keypoint_set_to_fit
 from .images import (IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE_PX, LoadedImage, as_loaded_image, file_problem,
                      read_image)
 from .keypoint_fit import METHODS, KeypointFitter
-from .preprocessing import Preprocessing
+from ..geometry.preprocessing import Preprocessing
 from .result import PersonResult
 from .root_depth import ASSUMED_BOX_SIZE_M, k_value_root_depth
 
@@ -84,7 +84,7 @@ class Predictor:
     fitter: the :class:`~i2lmesh.inference.keypoint_fit.KeypointFitter` of the fitting methods.
     ``last_timings`` holds the seconds spent per stage in the last :meth:`predict` call. ``joint_regressor``
     (J, V) float64: the network's J, which gives the joints from the camera-space mesh (None for method "fit").
-    ``preprocessing``: the network's input as data (:class:`~i2lmesh.inference.preprocessing.Preprocessing`;
+    ``preprocessing``: the network's input as data (:class:`~i2lmesh.geometry.preprocessing.Preprocessing`;
     None for method "fit").
     """
 

@@ -1,8 +1,8 @@
 """The network's input described by data (after torchvision's ``Weights.transforms()``): :class:`Preprocessing`,
 derived from a ``ModelConfig``, says which box is cropped, to what patch, in which channel order and value range.
 
-The Predictor crops with it; training's crop (``data.targets.build_sample``) is the same sequence of
-``geometry.crop`` calls with the augmentation's scale, rotation and flip added. The steps (official_spec.md 4.2,
+The Predictor and training's crop (``data.targets.build_sample``, which adds the augmentation's scale, rotation,
+flip and colour) both crop with it. The steps (official_spec.md 4.2,
 4.4): the box sanitised, made ``box_aspect_ratio`` (w/h) and enlarged ``box_extension`` x (``process_bbox``), the
 affine crop to an S x S patch (``crop_transforms``, ``warp_image``: bilinear, zero border), RGB divided by
 ``pixel_scale`` to [0, 1]; the network itself then applies (x - pixel_mean) / pixel_std (``nets.i2l``).
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..geometry.crop import BOX_EXTENSION, crop_transforms, process_bbox, warp_image
+from .crop import BOX_EXTENSION, crop_transforms, process_bbox, warp_image
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
