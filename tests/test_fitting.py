@@ -283,3 +283,55 @@ def test_cold_fits_do_not_depend_on_earlier_fits(body, targets):
     fit_to_keypoints(body, kp[:2], None, K[:2], config=SHORT)
     after = fit_to_keypoints(body, kp[2:3], None, K[2:3], config=SHORT)
     torch.testing.assert_close(after.vertices_m, alone.vertices_m, atol=0, rtol=0)
+
+
+def test_exact_forward_with_cached_rest_model_matches_the_body_model(body, hand, anny_hand_left):
+    """``AnnyKeypointModel.exact`` keeps Anny's rest model per shape (the output of every fit): the same vertices and
+    joints as the body model's forward, for new shapes, cached ones and a batch mixing both, hands mirrored or not;
+    inputs with gradients take the uncached forward."""
+    from i2lmesh.fitting.fit import _setup
+
+    for model, name in ((body, "coco23"), (hand, "mano21"), (anny_hand_left, "mano21")):
+        km = _setup(model, name).model
+        params = model.sample_params(3, torch.Generator().manual_seed(11))
+        trans = torch.tensor([[0.1, -0.2, 3.0]]).expand(3, 3)
+        km.__dict__.pop("_rest_cache", None)
+        for rows in ([0], [0, 1, 2], [2, 0]):  # new, then partly cached, then all cached
+            with torch.no_grad():
+                want = model(params["pose"][rows], params["shape"][rows], trans[rows])
+                got, kp = km.exact(params["pose"][rows], params["shape"][rows], trans[rows])
+            torch.testing.assert_close(got.vertices_m, want.vertices_m, atol=1e-6, rtol=0)
+            torch.testing.assert_close(got.joints_m, want.joints_m, atol=1e-6, rtol=0)
+            torch.testing.assert_close(kp, km.regressor @ want.vertices_m, atol=1e-6, rtol=0)
+        assert len(km._rest_cache) == 3
+        if model is body:  # a batch larger than the cache
+            many = model.sample_params(km.REST_CACHE + 2, torch.Generator().manual_seed(12))
+            with torch.no_grad():
+                got, _ = km.exact(many["pose"], many["shape"])
+                want = model(many["pose"], many["shape"])
+            torch.testing.assert_close(got.vertices_m, want.vertices_m, atol=1e-6, rtol=0)
+            assert len(km._rest_cache) == km.REST_CACHE
+        shape = params["shape"][:1].clone().requires_grad_(True)
+        out, _ = km.exact(params["pose"][:1], shape)
+        out.vertices_m.sum().backward()
+        assert shape.grad is not None and float(shape.grad.abs().sum()) > 0
+
+
+def test_warm_shape_false_keeps_the_track_shape(body, targets, fit2d):
+    """``FitConfig(warm_shape=False)``: a warm start keeps init's shape exactly (a video's person) and still follows
+    the moved keypoints; with the default the shape moves; cold fits are the same either way."""
+    one = _one(targets, 0)
+    init = {k: v[:1] for k, v in fit2d.params.items()}
+    moved = one["keypoints_2d"] + torch.tensor([6.0, -4.0])
+    config = FitConfig(warm_iters=5, warm_shape=False)
+    warm = fit_to_keypoints(body, moved, None, one["K"], init=init, config=config)
+    torch.testing.assert_close(warm.shape, init["shape"], atol=0, rtol=0)
+    assert float(warm.residual_px.nanmedian()) < 2.0  # px; the warm start followed the 7 px move
+    free = fit_to_keypoints(body, moved, None, one["K"], init=init, config=FitConfig(warm_iters=5))
+    assert float((free.shape - init["shape"]).abs().max()) > 1e-4
+    # cold fits do not read warm_shape
+    from dataclasses import replace
+
+    cold = [fit_to_keypoints(body, one["keypoints_2d"], None, one["K"], config=c)
+            for c in (SHORT, replace(SHORT, warm_shape=False))]
+    torch.testing.assert_close(cold[0].vertices_m, cold[1].vertices_m, atol=0, rtol=0)

@@ -114,6 +114,27 @@ def test_two_people_give_two(body_detector, bodies):
     assert detections[0].score >= detections[1].score
 
 
+def test_a_person_is_followed_into_the_next_frame(body_detector, bodies):
+    """``track`` (the landmark model on the region the previous landmarks predict, no person detector): a rendered
+    person moved 12 px right and 6 px down is followed, with keypoints where the full detector puts them."""
+    sample = next(s for s in bodies if body_detector.detect(s.image))
+    first = body_detector.detect(sample.image)
+    assert first[0].track_roi is not None and len(first[0].track_roi) == 5
+    moved = np.zeros_like(sample.image)
+    moved[6:, 12:] = sample.image[:-6, :-12]
+    followed = body_detector.track(moved, first)
+    assert len(followed) == 1 and followed[0] is not None and followed[0].track_roi is not None
+    full = body_detector.detect(moved)
+    scale = full[0].box_xywh[2:].max()
+    offset = np.median(np.linalg.norm(followed[0].keypoints_xy - full[0].keypoints_xy, axis=1))
+    assert offset < 0.03 * scale, f"followed keypoints {offset:.1f} px from the detector's (box {scale:.0f} px)"
+    shift = np.median(followed[0].keypoints_xy - first[0].keypoints_xy, axis=0)
+    np.testing.assert_allclose(shift, [12.0, 6.0], atol=3.0)
+    assert followed[0].score == first[0].score
+    # a region with nobody in it: no pose
+    assert body_detector.track(np.full_like(sample.image, 127), first) == [None]
+
+
 @pytest.mark.parametrize("kind", ["body", "hand"])
 def test_noise_is_nobody(kind, mediapipe_here):
     # Pixel noise and smooth blob noise (which fools HOG): measured 0 detections on 20 seeded images of each at

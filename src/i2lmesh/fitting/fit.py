@@ -71,7 +71,9 @@ class FitConfig:
     rigid_iters: LBFGS iterations of the rigid stage; warm_iters: of the one stage run from a warm start.
     body_yaws / hand_orientations: initial orientation hypotheses; body_candidates / hand_candidates: how many of
     the best after the rigid stage go through the full stages (the best final loss wins). history_size: LBFGS memory.
-    optimize_shape: False keeps the shape at its initial value (e.g. known from earlier frames).
+    optimize_shape: False keeps the shape at its initial value (e.g. known from earlier frames). warm_shape: False
+    keeps ``init``'s shape in warm starts only (a video's person keeps the shape of their cold fit: it does not
+    wander from frame to frame, and the shape's linearisation is reused, docs/fitting.md "Video").
     precondition: scale the variables by the inverse square root of the Gauss-Newton diagonal (``_Variables``).
     joint: optimise the people of a batch as one problem (see the module docstring).
     tolerance_grad / tolerance_change: torch.optim.LBFGS's; relative_tolerance > 0 also stops a stage once an
@@ -99,6 +101,7 @@ class FitConfig:
     hand_candidates: int = 3
     history_size: int = 100
     optimize_shape: bool = True
+    warm_shape: bool = True
     precondition: bool = True
     joint: bool = False
     tolerance_grad: float = 1e-6
@@ -553,14 +556,15 @@ def _fit_problem(setup: _Setup, data: _Data, base: torch.Tensor, pose_params: to
         data, base, pose_params, shape = data.map(rep), rep(base), rep(pose_params), rep(shape)
         ctx = {k: rep(v) for k, v in ctx.items()} if ctx is not None else None
     batch = base.shape[0]
+    optimize_shape = config.optimize_shape and (config.warm_shape or not warm)
     last = tuple(config.stages[-1]) + (1.0,) * (4 - len(config.stages[-1]))
     stages = config.stages if not warm else (last[:2] + (config.warm_iters, last[3]),)
     for i, stage in enumerate(stages):
         w_pose, w_shape, iters, sigma_scale = tuple(stage) + (1.0,) * (4 - len(stage))
         sigma_2d, sigma_3d = config.sigma_2d * sigma_scale, config.sigma_3d * sigma_scale
-        if i > 0 and config.optimize_shape:
+        if i > 0 and optimize_shape:
             ctx = _prepare(setup, shape, base)  # re-linearise around the new shape
-        var = _Variables(root, trans, pose_params, shape, space, setup.size_m, config.optimize_shape)
+        var = _Variables(root, trans, pose_params, shape, space, setup.size_m, optimize_shape)
 
         pose_keypoints = _pose_keypoints(setup, base)
 

@@ -92,6 +92,7 @@ class AnnyKeypointModel(KeypointModel):
     """Anny body or hand keypoints through the skinning moments (module docstring), with a linearised shape."""
 
     FD_STEP = 0.02  # phenotype step of the finite-difference Jacobian
+    REST_CACHE = 16  # rest models kept per shape for the exact forward (one per recent person; ~0.2 MB each)
 
     def __init__(self, body_model: BodyModel, regressor: torch.Tensor) -> None:
         from anny.skinning import skinning
@@ -159,6 +160,49 @@ class AnnyKeypointModel(KeypointModel):
         moments.index_add_(1, target, terms)
         moments = moments.reshape(verts.shape[0], self.influence.shape[0], len(self.bones), 3)
         return rest["rest_bone_poses"][:, self.bone_index].float(), moments
+
+    def exact(self, pose: torch.Tensor, shape: torch.Tensor, trans: torch.Tensor | None = None):
+        """:meth:`KeypointModel.exact` (the body model's own forward, the same numbers), with Anny's rest model
+        (phenotype blendshapes and bone frames: ~8 of ~15 ms CPU per person) kept per shape, the ``REST_CACHE``
+        most recently used: a video's person keeps the shape of their cold fit across warm fits
+        (``FitConfig.warm_shape``), and their outputs then only pose and skin the mesh. Inputs that need
+        gradients take the uncached forward."""
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (pose, shape, trans)):
+            return super().exact(pose, shape, trans)
+        from ..bodymodels.anny import _pose_to_delta
+        from ..bodymodels.base import BodyModelOutput
+
+        with torch.no_grad():
+            model, anny = self.body_model, self.anny
+            shape = shape.to(device=self.regressor.device, dtype=torch.float32)
+            batch = shape.shape[0]
+            cache = self.__dict__.setdefault("_rest_cache", {})
+            keys = [shape[b].cpu().numpy().tobytes() for b in range(batch)]
+            missing = sorted({k: b for b, k in enumerate(keys) if k not in cache}.values())
+            if missing:
+                _, phen, local, facial = anny.get_tensor_inputs(None, shape[missing], None, None)
+                rest = anny.get_rest_model(anny._get_phenotype_blendshape_coefficients(phen, local, facial))
+                for i, b in enumerate(missing):
+                    cache[keys[b]] = (rest["rest_vertices"][i], rest["rest_bone_poses"][i])
+            rest_vertices = torch.stack([cache[k][0] for k in keys])
+            rest_poses = torch.stack([cache[k][1] for k in keys])
+            for k in keys:  # most recently used last; the oldest dropped
+                cache[k] = cache.pop(k)
+            while len(cache) > self.REST_CACHE:
+                cache.pop(next(iter(cache)))
+            if pose.ndim == 3:
+                pose = pose.reshape(batch, -1)
+            delta = _pose_to_delta(pose.to(device=rest_poses.device, dtype=torch.float32), model.num_bones)
+            transforms, _ = anny.get_bone_transforms(delta, rest_poses)
+            vertices = anny.get_skinned_vertices(rest_vertices, transforms).to(torch.float32)
+            if getattr(model, "vertex_ids", None) is not None:
+                vertices = vertices[:, model.vertex_ids]
+            if getattr(model, "mirror_x", False):
+                vertices = vertices * vertices.new_tensor([-1.0, 1.0, 1.0])
+            if trans is not None:
+                vertices = vertices + trans.to(vertices).reshape(batch, 1, 3)
+            out = BodyModelOutput(vertices_m=vertices, joints_m=model.regress_joints(vertices))
+            return out, torch.matmul(self.regressor.to(vertices.dtype), vertices)
 
     @torch.no_grad()
     def prepare(self, shape: torch.Tensor) -> dict[str, torch.Tensor]:

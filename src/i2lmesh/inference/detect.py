@@ -64,7 +64,9 @@ class Detection:
     in [0, 1], keypoint_set (the set's name: "blazepose33" bodies, "mano21" hands), keypoints_3d_m (K, 3) metres,
     root-relative, camera axes (x right, y down, z away from the camera), and for hands side ("left" / "right",
     the hand's own side) with side_score. None where the detector has none (HOG, user boxes). track_id: the person's
-    track in a video (None elsewhere)."""
+    track in a video (None elsewhere). track_roi: mediapipe bodies: the region (normalised x and y of its centre,
+    width, height, rotation in radians; image fractions, so the same at any image scale) where the landmark model
+    looks for this person in the next video frame (``MediaPipeKeypointDetector.track``)."""
 
     box_xywh: np.ndarray
     score: float
@@ -76,6 +78,7 @@ class Detection:
     side: str | None = None
     side_score: float | None = None
     track_id: int | None = None  # set by a video's PersonTracker (inference.tracking)
+    track_roi: tuple[float, float, float, float, float] | None = None
 
     def scaled(self, factor: float) -> "Detection":
         """A copy with the box and the 2D keypoints in pixels ``factor`` times as large (e.g. working <-> original

@@ -39,6 +39,10 @@ RESIDUAL_WARNING_FRACTION = 0.05
 # PA-MPJPE 23.7 -> 27.8 mm, loss evaluations 17 -> 6 (docs/fitting.md). Hands keep 15: with 5 their reprojection
 # error grew from 2.8 to 11.4 px.
 BODY_WARM_ITERS = 5
+# Warm starts of bodies keep the shape of the track's cold fit (FitConfig.warm_shape): from the 2D keypoints of a
+# ~90 px pedestrian the shape is barely determined and wandered by 0.2-0.3 (of its [0, 1] range) per frame; fixed,
+# the shape's linearisation is reused and a warm fit costs ~25 % less CPU (docs/fitting.md, "Video").
+BODY_WARM_SHAPE = False
 # "network+fit": weight of the network's 3D joints against the 2D keypoints (FitConfig.weight_3d). With a network
 # trained 40 steps on pseudo-labelled real photos (basketball1, two players), weight 1 left median residuals of
 # 7.3 and 10.7 px and the network's crouch in the mesh; 0.3: 3.8 and 3.1 px; 0.1: 2.0 and 2.7 px with the network
@@ -154,8 +158,8 @@ class KeypointFitter:
     """Fits a body model (Anny by default) of ``kind`` to people's keypoints; the model is built on first use.
 
     body_model: a :class:`~i2lmesh.bodymodels.base.BodyModel` to use instead of Anny. config: a
-    :class:`~i2lmesh.fitting.FitConfig` (None: the defaults of docs/fitting.md, with ``BODY_WARM_ITERS`` for
-    bodies and, ``method`` "network+fit", ``NETWORK_FIT_WEIGHT_3D``)."""
+    :class:`~i2lmesh.fitting.FitConfig` (None: the defaults of docs/fitting.md, with ``BODY_WARM_ITERS`` and
+    ``BODY_WARM_SHAPE`` for bodies and, ``method`` "network+fit", ``NETWORK_FIT_WEIGHT_3D``)."""
 
     def __init__(self, kind: str, device: torch.device | str = "cpu", body_model=None, config=None,
                  method: str = "fit") -> None:
@@ -164,6 +168,7 @@ class KeypointFitter:
         assert kind in ("body", "hand"), f"kind should be 'body' or 'hand', got {kind!r}."
         if config is None:
             config = FitConfig(warm_iters=BODY_WARM_ITERS if kind == "body" else FitConfig.warm_iters,
+                               warm_shape=BODY_WARM_SHAPE if kind == "body" else FitConfig.warm_shape,
                                weight_3d=NETWORK_FIT_WEIGHT_3D if method == "network+fit" else FitConfig.weight_3d)
         self.kind, self.device, self.config = kind, torch.device(device), config
         self._body_model = body_model
