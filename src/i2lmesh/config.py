@@ -325,8 +325,8 @@ FAST_START: dict[str, Any] = {"lr": 1e-3, "lr_warmup_steps": 30, "lr_schedule": 
 _BUDGET: dict[str, Any] = {"epochs": 1000, "lr": 3e-4, "lr_decay_epochs": [1000], "log_every_steps": 10,
                            "keep_epoch_checkpoints": False}
 # Bodies learn more per step at 64 px with 32 images a step and no augmentation (docs/benchmarks.md, "Learning fast
-# on a CPU", second session: PA-MPJPE 0.85x the mean pose at step 250 against ~1.0x at 128 px x 16 with
-# augmentation; the three changes were measured together). Hands were not measured so: they keep FAST_START.
+# on a CPU", third session: PA-MPJPE 0.71x the mean pose at step 300, 0.74x already at 150; with augmentation it
+# takes off ~100 steps later). Hands did not learn at 64 px within 250 steps: they keep FAST_START.
 FAST_START_BODY: dict[str, Any] = {**FAST_START, "batch_size": 32, "augment": False,
                                    "model": {**FAST_START["model"], "input_size": 64}}
 TRAINING_PRESETS: dict[str, dict[str, Any]] = {
