@@ -19,7 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_moved_names_stay_importable_from_the_predictor():
     assert predictor.PersonResult is result.PersonResult
-    assert predictor._user_boxes is boxes.user_boxes  # inference.tracking imports it from the predictor
     for name in ("box_shape_warning", "PERSON_BOX_ASPECT", "MAX_BOXES_PER_IMAGE", "MAX_BOX_COORDINATE_PX"):
         assert getattr(predictor, name) is getattr(boxes, name)
 

@@ -36,7 +36,7 @@ from ..device import resolve_device
 from ..geometry.camera import default_intrinsics
 from ..geometry.crop import process_bbox
 from .boxes import (MAX_BOX_COORDINATE_PX, MAX_BOXES_PER_IMAGE, PERSON_BOX_ASPECT, Crop, box_shape_warning,
-                    given_detections, user_boxes)
+                    given_detections)
 from .decode import decode, heatmap_confidence, spread_to_camera_mm
 from .detect import Detection, DetectorUnavailable, create_detector
 from .errors import (FOCAL_RANGE_PX, MAX_THREADS, ROOT_DEPTH_RANGE_M, BadInputError, check_focal,  # noqa: F401
@@ -50,11 +50,6 @@ from .result import PersonResult
 from .root_depth import ASSUMED_BOX_SIZE_M, k_value_root_depth
 
 log = logging.getLogger(__name__)
-
-# Kept importable here (the schema and the box checks moved out; inference.tracking imports the box parser as
-# ``_user_boxes``).
-_user_boxes = user_boxes
-
 
 def _joint_regressor(net) -> np.ndarray:
     """The network's joint regressor J (J, V) as float64 numpy: the torch network's buffer, or the one an ONNX
