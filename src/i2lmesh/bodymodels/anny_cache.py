@@ -99,8 +99,8 @@ def construct_anny(key: str, cache_dir: str | os.PathLike | None = None, **anny_
         if marker.exists():  # another process built it while we waited for the lock
             return anny.Anny(**anny_kwargs)
         message = (f"Anny {key} model: preparing its cache in {cache_dir}; a missing cache is built once "
-                   f"(about {EXPECTED_BUILD_MINUTES.get(key, 'a few')} min, ~2.3 GB RAM, 1.4 GB disk; "
-                   f"later loads take ~1 s)")
+                   f"(about {EXPECTED_BUILD_MINUTES.get(key, 'a few')} min on 2 idle cores, longer on a busy "
+                   f"machine; ~2.3 GB RAM peak; ~0.8 GB disk for the body, 1.4 GB with the hand; later loads ~1 s)")
         logger.warning(message)
         before = {p.name for p in cache_dir.rglob("*.safetensors")}
         start = time.monotonic()
