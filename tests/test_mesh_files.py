@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from i2lmesh.export.meshes import CAMERA_FRAME_NOTE, GLTF_FROM_CAMERA, write_glb, write_obj, write_ply
+from i2lmesh.export.meshes import (CAMERA_FRAME_NOTE, GLTF_FROM_CAMERA, person_names, write_glb, write_obj,
+                                   write_ply, write_results_json)
 
 FLOAT, UNSIGNED_BYTE, UNSIGNED_INT = 5126, 5121, 5125
 COMPONENT = {FLOAT: ("<f4", 4), UNSIGNED_BYTE: ("u1", 1), UNSIGNED_INT: ("<u4", 4)}
@@ -57,17 +58,68 @@ def _accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
     return np.frombuffer(binary, dtype, acc["count"] * width, start).reshape(acc["count"], width)
 
 
-def test_obj_read_by_trimesh(tmp_path):
+def test_obj_has_one_object_per_mesh_that_trimesh_reads_apart(tmp_path):
+    """Issue 16: several people in one OBJ are separate objects for readers, not one merged mesh."""
     (v1, f1), (v2, f2) = _two_meshes()
-    path = write_obj(tmp_path / "m.obj", [(v1, f1), (v2, f2)])
-    mesh = trimesh.load(path, process=False, maintain_order=True)
-    # 6 decimals: at most 5e-7 m off; faces of the second object follow the first's 30 vertices.
-    np.testing.assert_allclose(mesh.vertices, np.concatenate([v1, v2]), rtol=0, atol=5e-7)
-    np.testing.assert_array_equal(mesh.faces, np.concatenate([f1, f2 + 30]))
+    path = write_obj(tmp_path / "m.obj", [(v1, f1), (v2, f2)], colors=[(1.0, 0.0, 0.0), (0.2, 0.4, 0.6)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mtl", "m.obj"]  # no temporary file left
+    # trimesh's default reading splits by material: one mesh per person, named as the objects.
+    scene = trimesh.load(path, process=False)
+    assert isinstance(scene, trimesh.Scene) and sorted(scene.geometry) == ["person_0", "person_1"]
+    for name, (v, f) in (("person_0", (v1, f1)), ("person_1", (v2, f2))):
+        mesh = scene.geometry[name]
+        assert len(mesh.vertices) == len(v)  # its own vertices only (a merged mesh would have 42)
+        np.testing.assert_allclose(mesh.vertices, v, rtol=0, atol=5.01e-7)  # 6 decimals: at most 5e-7 m off
+        np.testing.assert_array_equal(mesh.faces, f)
+        assert np.allclose(mesh.visual.material.main_color[:3] / 255.0,
+                           (1.0, 0.0, 0.0) if name == "person_0" else (0.2, 0.4, 0.6), atol=0.01)
+    # Splitting by the "o" lines (what Blender's importer does by default) gives the same two meshes.
+    objects = trimesh.load(path, process=False, split_objects=True)
+    assert sorted((len(m.vertices), len(m.faces)) for m in objects.geometry.values()) == [(12, 20), (30, 50)]
     lines = path.read_text().splitlines()
-    assert lines[0] == f"# {CAMERA_FRAME_NOTE}"
-    assert [line for line in lines if line.startswith("o ")] == ["o person_0", "o person_1"]
+    assert lines[0] == f"# {CAMERA_FRAME_NOTE}" and "mtllib m.mtl" in lines
+    assert [line for line in lines if line[:2] in ("o ", "g ") or line.startswith("usemtl")] == \
+        ["o person_0", "g person_0", "usemtl person_0", "o person_1", "g person_1", "usemtl person_1"]
     assert sum(line.startswith("v ") for line in lines) == 42 and sum(line.startswith("f ") for line in lines) == 70
+    # Faces of the second object index the file's vertices after the first's 30 (OBJ indices are 1-based).
+    assert lines[lines.index("usemtl person_1") + 13] == "f " + " ".join(str(i + 31) for i in f2[0])
+    mtl = (tmp_path / "m.mtl").read_text().splitlines()
+    assert mtl[mtl.index("newmtl person_1") + 1] == "Kd 0.2000 0.4000 0.6000"
+
+
+def test_obj_without_colours_names_and_no_material_file(tmp_path):
+    (v1, f1), (v2, f2) = _two_meshes()
+    path = write_obj(tmp_path / "m.obj", [(v1, f1), (v2, f2)], names=["left one", "right"])
+    assert [p.name for p in tmp_path.iterdir()] == ["m.obj"]
+    text = path.read_text()
+    assert "mtllib" not in text and "usemtl" not in text
+    objects = trimesh.load(path, process=False, split_objects=True)
+    assert sorted(objects.geometry) == ["left_one", "right"]  # one word per name
+    np.testing.assert_allclose(objects.geometry["left_one"].vertices, v1, rtol=0, atol=5.01e-7)
+    np.testing.assert_allclose(objects.geometry["right"].vertices, v2, rtol=0, atol=5.01e-7)
+    with pytest.raises(ValueError, match="1 colours for 2 meshes"):
+        write_obj(tmp_path / "n.obj", [(v1, f1), (v2, f2)], colors=[(1.0, 1.0, 1.0)])
+    with pytest.raises(AssertionError, match="mesh names must differ"):
+        write_obj(tmp_path / "n.obj", [(v1, f1), (v2, f2)], names=["a", "a"])
+    assert not (tmp_path / "n.obj").exists() and not (tmp_path / "n.mtl").exists()
+
+
+def test_results_json_names_each_person_as_the_mesh_files(tmp_path):
+    class Person:
+        def __init__(self, i):
+            self.i = i
+
+        def to_dict(self, with_vertices=False):
+            return {"score": self.i}
+
+    path = write_results_json(tmp_path / "r.json", [Person(0), Person(1)], {"input": "x.png"},
+                              mesh_names=person_names(2))
+    doc = json.loads(path.read_text())
+    assert [(p["score"], p["mesh_name"]) for p in doc["people"]] == [(0, "person_0"), (1, "person_1")]
+    assert "mesh_name" not in json.loads(write_results_json(tmp_path / "s.json", [Person(0)]).read_text())["people"][0]
+    with pytest.raises(ValueError, match="1 mesh names for 2 people"):
+        write_results_json(tmp_path / "t.json", [Person(0), Person(1)], mesh_names=["person_0"])
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_ply_read_by_trimesh_with_uncertainty_property(tmp_path):

@@ -233,7 +233,8 @@ def test_demo_unreadable_video_skipped_others_complete(checkpoint, tmp_path, cap
     ours = [line for line in err.splitlines() if line.startswith("i2lmesh demo:")]
     assert len(ours) == 1 and "bad.mp4" in ours[0] and "not a readable video" in ours[0], err
     assert "Traceback" not in err
-    assert sorted(p.name for p in out.iterdir()) == ["good.glb", "good.json", "good.obj", "good_overlay.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["good.glb", "good.json", "good.mtl", "good.obj",
+                                                      "good_overlay.png"]
 
 
 def test_demo_video_outputs_and_zero_frame_video(checkpoint, tmp_path, capsys):

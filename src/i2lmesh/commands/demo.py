@@ -8,11 +8,14 @@ run (checkpoint missing or of the wrong kind, no inputs, a bad option).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -153,7 +156,7 @@ def _image_info(path: Path, loaded, predictor) -> dict:
 
 
 def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
-    from ..export.meshes import write_glb, write_obj, write_ply, write_results_json, write_results_npz
+    from ..export.meshes import person_names, write_glb, write_obj, write_ply, write_results_json, write_results_npz
     from ..inference.images import as_loaded_image
     from ..render.pictures import PALETTE, overlay_picture
 
@@ -168,17 +171,20 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
     if not results:
         info["camera"] = {"K": np.round(K_orig, 4).tolist()}
     _save_png(out / f"{stem}_overlay.png", overlay_picture(loaded.rgb, results, K_work, args.render_backend))
-    write_results_json(out / f"{stem}.json", results, info)
+    # One object per person in the mesh files, named as the JSON's people say (mesh_name): person_0, person_1 ...
+    names = person_names(len(results))
+    write_results_json(out / f"{stem}.json", results, info, mesh_names=names)
     # Mesh files of an earlier run into the same --out that this run does not rewrite would contradict the JSON.
     with_uncertainty = bool(results) and all(r.vertex_uncertainty_mm is not None for r in results)
-    for suffix, written in ((".obj", bool(results)), (".glb", bool(results)), (".ply", bool(results) and args.ply),
-                            (".npz", bool(results) and args.npz)):
+    for suffix, written in ((".obj", bool(results)), (".mtl", bool(results)), (".glb", bool(results)),
+                            (".ply", bool(results) and args.ply), (".npz", bool(results) and args.npz)):
         if not written:
             (out / f"{stem}{suffix}").unlink(missing_ok=True)
     if results:
         meshes = [(r.vertices_m, r.faces) for r in results]
-        write_obj(out / f"{stem}.obj", meshes)
-        write_glb(out / f"{stem}.glb", meshes, colors=[PALETTE[i % len(PALETTE)] for i in range(len(results))])
+        colors = [PALETTE[i % len(PALETTE)] for i in range(len(results))]  # the overlay's colour of each person
+        write_obj(out / f"{stem}.obj", meshes, names=names, colors=colors)  # STEM.mtl first, then STEM.obj
+        write_glb(out / f"{stem}.glb", meshes, colors=colors, names=names)
         if args.ply:
             # per-vertex uncertainty where the network gives it (fitted meshes have none)
             write_ply(out / f"{stem}.ply", meshes, {"uncertainty_mm": [r.vertex_uncertainty_mm for r in results]}
@@ -279,11 +285,10 @@ def _make_predictor(args):
 def run(args: argparse.Namespace) -> int:
     # Options and files are checked with modules that do not import torch, so that a usage error or a run whose
     # every input is unusable answers at once instead of after loading torch and the models (seconds to a minute).
-    from .errors import UserError
+    from .errors import UserError, print_line
     from ..inference.detect import DetectorUnavailable, load_boxes_json
     from ..inference.errors import MAX_THREADS, BadInputError, check_focal, check_root_depth
     from ..inference.images import file_problem
-    from ..inference.video import is_video
 
     _method(args)
     if args.checkpoint is not None and not args.checkpoint.is_file():
@@ -319,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     problems = [(path, file_problem(path)) for path in files]
     if all(problem for _, problem in problems):  # nothing to do: say so per input without loading anything
         for path, problem in problems:
-            print(f"i2lmesh demo: skipped: {path}: {problem}", file=sys.stderr)
+            print_line(f"i2lmesh demo: skipped: {path}: {problem}")
         log.info("demo: 0 of %d input(s) done", len(files))
         return 1
     predictor = _make_predictor(args)
@@ -339,9 +344,59 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         log.info("demo: ignored %d file(s) in the input folders that are neither images nor videos", skipped)
 
+    start = time.perf_counter()
+    with _messages_above_bars(not args.no_progress):
+        failures = _process_all(files, predictor, args, boxes_json)
+    done = len(files) - failures
+    log.info("demo: %d of %d input(s) done in %.1f s -> %s", done, len(files), time.perf_counter() - start, args.out)
+    return 1 if failures else 0
+
+
+@contextmanager
+def _messages_above_bars(progress: bool) -> Iterator[None]:
+    """While progress bars are drawn, every line meant for the terminal is printed above them, never appended to a
+    bar's line: log records that the CLI's handler writes to stderr/stdout (warnings about an input, "no person
+    found") go through tqdm's own redirection (``tqdm.contrib.logging.logging_redirect_tqdm``: ``tqdm.write``), and
+    Python warnings shown on stderr (the CLI makes each one line) through ``tqdm.write`` as well. The command's own
+    lines use :func:`~i2lmesh.commands.errors.print_line`. Without bars, nothing changes."""
+    if not progress:
+        yield
+        return
+    import warnings
+
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .errors import print_line
+
+    shown = warnings.showwarning
+
+    def show_above_bars(message, category, filename, lineno, file=None, line=None):
+        if file is not None and file is not sys.stderr:
+            return shown(message, category, filename, lineno, file, line)
+        text = io.StringIO()
+        shown(message, category, filename, lineno, text, line)  # the current format (the CLI's: one line)
+        if text.getvalue().strip():
+            print_line(text.getvalue().rstrip("\n"))
+
+    warnings.showwarning = show_above_bars
+    try:
+        with logging_redirect_tqdm():
+            yield
+    finally:
+        if warnings.showwarning is show_above_bars:
+            warnings.showwarning = shown
+
+
+def _process_all(files: list[Path], predictor, args, boxes_json) -> int:
+    """Process every input (one progress bar over them); returns the number that failed, each reported as one line
+    (``skipped: ...`` or ``failed on ...``) printed above the bar (:func:`~i2lmesh.commands.errors.print_line`)."""
+    from .errors import print_line
+    from ..inference.detect import DetectorUnavailable
+    from ..inference.errors import BadInputError
+    from ..inference.video import is_video
+
     used: set[str] = set()
     failures = 0
-    start = time.perf_counter()
     bar = _progress(total=len(files), desc="demo", unit="input", enabled=not args.no_progress)
     for path in files:
         stem = _unique_stem(path, used)
@@ -356,19 +411,17 @@ def run(args: argparse.Namespace) -> int:
         except (BadInputError, DetectorUnavailable, ValueError, OSError) as exc:
             failures += 1
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            print(f"i2lmesh demo: skipped {path}: {message}" if str(path) not in message else
-                  f"i2lmesh demo: skipped: {message}", file=sys.stderr)
+            print_line(f"i2lmesh demo: skipped {path}: {message}" if str(path) not in message else
+                       f"i2lmesh demo: skipped: {message}")
             if getattr(args, "verbose", False):
                 raise
         except Exception as exc:  # an unexpected failure on one input must not stop the others
             failures += 1
             first = str(exc).splitlines()[0] if str(exc) else ""
-            print(f"i2lmesh demo: failed on {path}: {type(exc).__name__}: {first} (run with -v for the traceback)",
-                  file=sys.stderr)
+            print_line(f"i2lmesh demo: failed on {path}: {type(exc).__name__}: {first} (run with -v for the "
+                       "traceback)")
             if getattr(args, "verbose", False):
                 raise
         bar.update(1)
     bar.close()
-    done = len(files) - failures
-    log.info("demo: %d of %d input(s) done in %.1f s -> %s", done, len(files), time.perf_counter() - start, args.out)
-    return 1 if failures else 0
+    return failures

@@ -1,21 +1,26 @@
-"""Mesh and result files: OBJ, PLY (binary), GLB (glTF 2.0 binary), JSON and NPZ.
+"""Mesh and result files: OBJ (+ MTL), PLY (binary), GLB (glTF 2.0 binary), JSON and NPZ.
 
-The mesh files are made by trimesh (``trimesh.exchange``: ``export_obj``, ``export_ply``, ``export_glb``), which
-also reads them back (``trimesh.load``); what is ours is the content: frames, names, colours, per-vertex values.
+PLY and GLB are made by trimesh (``trimesh.exchange``: ``export_ply``, ``export_glb``); the OBJ text is written
+here (a few lines of ``v``/``f``/``o``/``g``/``usemtl``, so that its layout is ours); trimesh reads all of them back
+(``trimesh.load``). What is ours is the content: frames, names, colours, per-vertex values.
 
 Coordinates: OBJ, PLY, JSON and NPZ keep the camera frame of the predictions (x right, y down, z forward, metres),
 as the reference's demo writes its OBJ. GLB follows glTF's convention (y up, the viewer looking down -z), so its
 vertices are the camera frame turned 180 degrees about x: (x, -y, -z); viewers then show the person upright and
-facing them. Several meshes (people) go in one file: OBJ objects ``person_i``, one PLY with concatenated vertices,
-GLB nodes and meshes ``person_i`` in order. Per-vertex values: PLY float32 vertex properties (the demo's
-``uncertainty_mm``); GLB ``COLOR_0`` colours (the web page's uncertainty colours, unsigned bytes, normalised).
+facing them. Several meshes (people) go in one file, one object per person named ``person_i`` in the order of the
+JSON's ``people`` (each has ``mesh_name``): OBJ objects/groups/materials ``person_i`` (:func:`write_obj`), GLB
+nodes and meshes ``person_i``; a PLY has no objects, so its vertices are concatenated in that order. Per-vertex
+values: PLY float32 vertex properties (the demo's ``uncertainty_mm``); GLB ``COLOR_0`` colours (the web page's
+uncertainty colours, unsigned bytes, normalised).
 Every writer is atomic (:mod:`i2lmesh.export.atomic`): a crash never leaves a truncated file under the final name.
 trimesh is imported inside the writers (about 1 s), so writing only JSON does not load it.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,21 +59,60 @@ def _trimesh(vertices: np.ndarray, faces: np.ndarray):
 
 
 def _name(names: Sequence[str] | None, i: int) -> str:
-    return names[i] if names else f"person_{i}"
+    return names[i] if names else f"person_{i}"  # as person_names
 
 
-def write_obj(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], names: Sequence[str] | None = None) -> Path:
-    """Wavefront OBJ (``trimesh.exchange.obj.export_obj``): ``v x y z`` (metres, camera frame, 6 decimals) and
-    1-based ``f a b c``; one ``o`` object per mesh (``names``, default ``person_i``). Raises AssertionError for
-    malformed meshes (see :func:`_meshes`) and OSError when the file cannot be written."""
-    import trimesh
+def person_names(count: int) -> list[str]:
+    """The mesh names of ``count`` people: ``person_0``, ``person_1``, ... in the order of the results (the JSON's
+    ``people`` list): OBJ objects, groups and materials, GLB nodes and meshes, and each JSON person's
+    ``mesh_name``."""
+    return [f"person_{i}" for i in range(count)]
 
-    scene = trimesh.Scene()
-    for i, (v, f) in enumerate(_meshes(meshes)):
-        scene.add_geometry(_trimesh(v, f), node_name=_name(names, i), geom_name=_name(names, i))
-    text = trimesh.exchange.obj.export_obj(scene, include_normals=False, include_color=False, include_texture=False,
-                                           digits=6, header=CAMERA_FRAME_NOTE)
-    return atomic_write_text(Path(path), text)
+
+def _obj_name(name: str) -> str:
+    """An OBJ/MTL name: one word (``o``, ``g``, ``usemtl`` and ``newmtl`` end at the first space)."""
+    name = re.sub(r"\s+", "_", str(name).strip())
+    assert name, "an OBJ object needs a name."
+    return name
+
+
+def write_obj(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], names: Sequence[str] | None = None,
+              colors: Sequence[Sequence[float]] | None = None) -> Path:
+    """Wavefront OBJ: ``v x y z`` (metres, camera frame, 6 decimals) and 1-based ``f a b c``, one object per mesh
+    (``names``, default ``person_i``) that each reader keeps apart: the mesh's vertices and faces follow its own
+    ``o NAME`` (objects: Blender, Maya, ``trimesh.load(path, split_objects=True)``) and ``g NAME`` (groups) lines.
+
+    colors: RGB in [0, 1] per mesh. Given, the OBJ also says ``usemtl NAME`` per mesh and a material file
+    ``STEM.mtl`` is written next to it first (``newmtl NAME`` with diffuse colour ``Kd``; ``mtllib`` in the OBJ):
+    viewers colour each person as the overlay does, and readers that split an OBJ by material (trimesh's default
+    ``trimesh.load``) also get one mesh per person. Both files are written atomically, the MTL before the OBJ.
+    Raises AssertionError for malformed meshes (see :func:`_meshes`), ValueError for colours of the wrong count,
+    OSError when a file cannot be written."""
+    path = Path(path)
+    meshes = _meshes(meshes)
+    names = [_obj_name(n) for n in (names or person_names(len(meshes)))]
+    assert len(names) == len(meshes), f"{len(names)} names for {len(meshes)} meshes."
+    assert len(set(names)) == len(names), f"mesh names must differ, got {names}."
+    if colors is not None and len(colors) != len(meshes):
+        raise ValueError(f"{path}: {len(colors)} colours for {len(meshes)} meshes")
+    header = [f"# {CAMERA_FRAME_NOTE}", f"# {len(meshes)} object(s): " + " ".join(names)]
+    if colors is not None:
+        mtl = path.with_suffix(".mtl")
+        lines = [f"# {path.name}: one material per object"]
+        for name, rgb in zip(names, colors):
+            r, g, b = (min(max(float(c), 0.0), 1.0) for c in list(rgb)[:3])
+            lines += ["", f"newmtl {name}", f"Kd {r:.4f} {g:.4f} {b:.4f}", "Ka 0 0 0", "Ks 0 0 0", "d 1", "illum 1"]
+        atomic_write_text(mtl, "\n".join(lines) + "\n")
+        header.append(f"mtllib {mtl.name}")
+    out = io.StringIO()
+    out.write("\n".join(header) + "\n")
+    offset = 1  # OBJ indices are 1-based and count the vertices of the whole file
+    for i, (v, f) in enumerate(meshes):
+        out.write(f"\no {names[i]}\ng {names[i]}\n" + (f"usemtl {names[i]}\n" if colors is not None else ""))
+        np.savetxt(out, v, fmt="v %.6f %.6f %.6f")
+        np.savetxt(out, f + offset, fmt="f %d %d %d")
+        offset += len(v)
+    return atomic_write_text(path, out.getvalue())
 
 
 def write_ply(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh],
@@ -143,15 +187,21 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_results_json(path: str | os.PathLike, results: Sequence[Any], info: dict | None = None,
-                       with_vertices: bool = False) -> Path:
+                       with_vertices: bool = False, mesh_names: Sequence[str] | None = None) -> Path:
     """One JSON file for one image: ``info`` (image name, size, notes ...) and ``people``: each result's
-    :meth:`~i2lmesh.inference.predictor.PersonResult.to_dict`. No people -> ``"people": []`` plus a message."""
+    :meth:`~i2lmesh.inference.predictor.PersonResult.to_dict`. No people -> ``"people": []`` plus a message.
+    mesh_names: the names of the people's objects in the mesh files written with this JSON (one per result, as
+    given to :func:`write_obj` / :func:`write_glb`); each person gets ``"mesh_name"``."""
     path = Path(path)
+    if mesh_names is not None and len(mesh_names) != len(results):
+        raise ValueError(f"{path}: {len(mesh_names)} mesh names for {len(results)} people")
     doc = dict(_jsonable(info or {}))
     doc["units"] = {"2d": "pixels of the original image", "3d": "camera metres (x right, y down, z forward)",
                     "uncertainty": "millimetres, 1 sigma"}
     doc["num_people"] = len(results)
     doc["people"] = [r.to_dict(with_vertices=with_vertices) for r in results]
+    for person, name in zip(doc["people"], mesh_names or ()):
+        person["mesh_name"] = str(name)
     if not results:
         doc.setdefault("message", "no person found")
     atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False))  # strict JSON: never NaN/Infinity
@@ -175,5 +225,5 @@ def write_results_npz(path: str | os.PathLike, results: Sequence[Any]) -> Path:
     return path
 
 
-__all__ = ["write_obj", "write_ply", "write_glb", "write_results_json", "write_results_npz", "GLTF_FROM_CAMERA",
-           "CAMERA_FRAME_NOTE"]
+__all__ = ["person_names", "write_obj", "write_ply", "write_glb", "write_results_json", "write_results_npz",
+           "GLTF_FROM_CAMERA", "CAMERA_FRAME_NOTE"]
