@@ -114,6 +114,92 @@ def test_two_people_give_two(body_detector, bodies):
     assert detections[0].score >= detections[1].score
 
 
+def _covered(tiles, width: int, height: int) -> np.ndarray:
+    mask = np.zeros((height, width), bool)
+    for x, y, w, h in tiles:
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height, (x, y, w, h)
+        mask[y:y + h, x:x + w] = True
+    return mask
+
+
+def test_tiles_add_a_fine_level_only_where_it_is_finer():
+    """``_tiles``: the coarse level (half the longer side) everywhere from 448 px; a fine level of 288 px tiles
+    (1.3x the detector's 224 px input) where it is >= 1.2x finer, at most 24 tiles, each level covering the image
+    with neighbours overlapping by half a tile."""
+    from i2lmesh.inference import keypoints as kp
+
+    assert kp._tiles(447, 300) == []
+    assert [t[2:] for t in kp._tiles(640, 480)] == [(320, 320)] * 6  # 320 / 288 < 1.2: no fine level
+    tiles = kp._tiles(768, 576)
+    coarse = [t for t in tiles if t[2] == 384]
+    fine = [t for t in tiles if t[2] == 288]
+    assert len(coarse) == 6 and len(fine) == 15 and len(tiles) == 21
+    assert all(t[2:] == (288, 288) for t in fine)
+    for level in (coarse, fine):
+        assert _covered(level, 768, 576).all()
+    # half-tile overlap: any 144 px square (a walker up to 144 px tall) lies wholly inside one fine tile
+    for x in range(0, 768 - 144 + 1, 16):
+        for y in range(0, 576 - 144 + 1, 16):
+            assert any(tx <= x and ty <= y and x + 144 <= tx + 288 and y + 144 <= ty + 288 for tx, ty, _, _ in fine)
+    assert sorted({t[2] for t in kp._tiles(576, 768)}) == [288, 384]  # portrait: the same levels
+    for width, height in ((1280, 720), (1920, 1080), (1000, 1000), (4000, 3000), (3000, 500)):
+        tiles = kp._tiles(width, height)
+        coarse_side = int(round(kp.TILE_FRACTION * max(width, height)))
+        fine = [t for t in tiles if t[2] != min(coarse_side, width) or t[3] != min(coarse_side, height)]
+        sides = {t[2] for t in fine}
+        assert len(sides) == 1 and len(fine) <= kp.FINE_TILE_MAX_COUNT, (width, height, len(fine), sides)
+        side = sides.pop()
+        assert kp.FINE_TILE_SIDE_PX <= side and coarse_side >= kp.FINE_TILE_MIN_COARSE_RATIO * side, (width, side)
+        assert _covered(fine, width, height).all()
+
+
+def _small_people(bodies, height_px: float):
+    """A 768x576 grey image with 8 renders shrunk so that each person's box is ``height_px`` on its longer side,
+    their squares 192 px apart in a 4 x 2 grid; and their (8, 4) boxes."""
+    import cv2
+
+    image, truth = np.full((576, 768, 3), 120, np.uint8), []
+    for k, sample in enumerate(bodies):
+        x, y, w, h = sample.record.bbox_xywh
+        f = height_px / max(w, h)
+        patch = cv2.resize(sample.image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        px, py = 24 + 192 * (k % 4), 40 + 288 * (k // 4)
+        image[py:py + patch.shape[0], px:px + patch.shape[1]] = patch
+        truth.append([px + x * f, py + y * f, w * f, h * f])
+    return image, np.array(truth)
+
+
+def test_small_people_are_found_by_the_fine_tiles(body_detector, bodies, monkeypatch):
+    """16 rendered people 90 px tall in two 768x576 images: the coarse tiles alone (384 px shrunk to 224) found 2,
+    with the fine level (288 px tiles) 10 (measured); each found once, no box over two people."""
+    from i2lmesh.inference import keypoints as kp
+
+    def found(detector):
+        hits = 0
+        for first in (0, 8):
+            image, truth = _small_people(bodies[first:first + 8], 90.0)
+            detections = detector.detect(image)
+            if not detections:
+                continue
+            iou = box_iou(truth, np.stack([d.box_xywh for d in detections]))
+            assert (iou >= 0.3).sum(1).max() <= 1, f"a person found twice: {iou.round(2)}"
+            assert ((iou > 0.1).sum(0) <= 1).all(), f"a box over two people: {iou.round(2)}"
+            hits += int((iou.max(1) >= 0.5).sum())
+        return hits
+
+    with_fine = found(body_detector)
+    monkeypatch.setattr(kp, "FINE_TILE_MIN_COARSE_RATIO", float("inf"))  # the coarse level only (as before)
+    without = found(body_detector)
+    assert with_fine >= 8 and without <= 4 and with_fine >= without + 5, (with_fine, without)
+
+
+def test_noise_is_nobody_in_the_fine_tiles(body_detector):
+    # 768x576 and 1280x720 go through both tile levels (21 and 27 windows): measured 0 detections on 6 seeds each
+    rng = np.random.default_rng(5)
+    for shape in ((576, 768, 3), (720, 1280, 3)):
+        assert body_detector.detect(rng.integers(0, 256, shape, dtype=np.uint8)) == [], shape
+
+
 def test_a_person_is_followed_into_the_next_frame(body_detector, bodies):
     """``track`` (the landmark model on the region the previous landmarks predict, no person detector): a rendered
     person moved 12 px right and 6 px down is followed, with keypoints where the full detector puts them."""

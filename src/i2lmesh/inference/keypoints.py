@@ -87,6 +87,22 @@ TILE_MIN_SIDE_PX = 448
 TILE_FRACTION = 0.5
 TILE_OVERLAP = 0.5
 TILE_NMS_IOU = 0.3
+# Bodies only (hands keep the coarse level; the palm detector was not measured on finer tiles): the coarse tiles
+# still shrink a 768x576 frame's 384 px tiles 1.7x, so that a walker 80-120 px tall is 50-70 px to the detector (a
+# face of ~5 px) and mostly missed. A second, finer level of square tiles follows, FINE_TILE_SIDE_PX (1.3x the
+# detector's 224 px input: a person seen at about native scale), FINE_TILE_OVERLAP apart (any person up to half a
+# tile, 144 px, tall lies wholly inside one tile; taller people are the coarse level's). Every window costs one
+# detector run (~15 ms CPU), so the fine level is bounded: where more than FINE_TILE_MAX_COUNT tiles of that side
+# would be needed (images over ~1000 px), its tiles grow in steps of FINE_TILE_GROWTH until that many cover the
+# image (1280x720: 21 tiles of 363 px, 1920x1080: 21 of 540 px: at most 24 x ~15 ms more); and it is skipped
+# where its tiles would not be at least FINE_TILE_MIN_COARSE_RATIO x smaller than the coarse ones (levels closer
+# in scale see the same people: 640x480's coarse tiles are 320 px, 1.1x; square images get 4x4 fine tiles,
+# 1.25x). Measured: docs/inference.md, "Detection".
+FINE_TILE_SIDE_PX = 288
+FINE_TILE_OVERLAP = 0.5
+FINE_TILE_MAX_COUNT = 24
+FINE_TILE_GROWTH = 1.02
+FINE_TILE_MIN_COARSE_RATIO = 1.2
 # A hand that fills the image (a hand crop, the input of hand mesh recovery) is often missed by the palm detector,
 # which was trained on hands at arm's length. When no hand is found, the hand landmark model is run on the whole
 # image, turned by each of these angles (it expects the fingers up); its presence gate (>= 0.5) decides, and of
@@ -275,7 +291,11 @@ class MediaPipeKeypointDetector:
         return self._timestamp
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
-        """image_rgb (H, W, 3) uint8 -> detections with keypoints, best box score first."""
+        """image_rgb (H, W, 3) uint8 RGB -> detections with keypoints (image pixels), best box score first, at most
+        max_instances. The detector runs on the whole image and, from 448 px on the longer side, on overlapping
+        tiles (``_tiles``; bodies from ~720 px also on a finer level for people ~60-150 px tall): ~15 ms CPU per
+        window plus ~20-30 ms per person found (768x576: 22 windows, ~0.45 s; 640x480: 7, ~0.17 s; measured in
+        docs/inference.md, "Detection"). Raises AssertionError for anything but an (H, W, 3) uint8 array."""
         image_rgb = np.asarray(image_rgb)
         assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
             f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}."
@@ -309,7 +329,8 @@ class MediaPipeKeypointDetector:
         """Bodies only: each of ``previous`` (detections of the previous video frame, with ``track_roi``) followed
         into ``image_rgb`` (H, W, 3) uint8 by the landmark model alone, on the region its landmarks predicted
         (mediapipe's own pose tracking, ``PoseLandmarksToRoi``), without the person detector and its tiles: ~20 ms
-        per person instead of ~110 ms per 768x576 frame (docs/fitting.md, "Video"). Returns per previous detection
+        per person instead of ~0.45 s CPU per 768x576 frame for :meth:`detect` (22 windows; docs/inference.md,
+        "Detection"; docs/fitting.md, "Video"). Returns per previous detection
         a Detection (its score kept, a new ``track_roi``) or None where the landmark model reports no pose in the
         region (presence < 0.5) or the detection has no region. Raises ValueError for hands (not implemented)."""
         if self.kind != "body":
@@ -348,10 +369,10 @@ class MediaPipeKeypointDetector:
                                                 data=np.ascontiguousarray(pixels))
 
     def _find(self, image_rgb: np.ndarray, image) -> list:
-        """The detector on the whole image and on overlapping tiles (TILE_*), detections in whole-image
-        coordinates, NMS across windows, best first, at most max_instances."""
+        """The detector on the whole image and on overlapping tiles (TILE_*; FINE_TILE_* for bodies), detections in
+        whole-image coordinates, NMS across windows and levels, best first, at most max_instances."""
         h, w = image_rgb.shape[:2]
-        windows = [(0, 0, w, h)] + _tiles(w, h)
+        windows = [(0, 0, w, h)] + _tiles(w, h, fine=self.kind == "body")
         stamps = []
         for x0, y0, tw, th in windows:
             t = self._next()
@@ -417,19 +438,39 @@ class MediaPipeKeypointDetector:
                          keypoint_set="mano21", keypoints_3d_m=xyz, side=side, side_score=side_score)
 
 
-def _tiles(width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Overlapping square tiles (x, y, w, h) px of side TILE_FRACTION x the longer side, TILE_OVERLAP apart,
-    covering the image; none for images under TILE_MIN_SIDE_PX."""
+def _tiles(width: int, height: int, fine: bool = True) -> list[tuple[int, int, int, int]]:
+    """The detector's windows besides the whole image, as (x, y, w, h) px inside a ``width`` x ``height`` px
+    image: [] for images under TILE_MIN_SIDE_PX; else the coarse level (square tiles of TILE_FRACTION x the longer
+    side, TILE_OVERLAP apart, covering the image), then, where the image is large enough, the fine level (square
+    tiles of FINE_TILE_SIDE_PX, or larger so that at most FINE_TILE_MAX_COUNT of them cover the image, skipped
+    unless FINE_TILE_MIN_COARSE_RATIO x smaller than the coarse ones; ``fine=False``: never, as for hands). A tile
+    side larger than the image's width or height is clipped to it. 768x576: 6 tiles of 384 px + 15 of 288 px;
+    640x480: 6 of 320 px. Raises nothing."""
     longest = max(width, height)
     if longest < TILE_MIN_SIDE_PX:
         return []
-    side = int(round(TILE_FRACTION * longest))
+    coarse = int(round(TILE_FRACTION * longest))
+    out = _tile_level(width, height, coarse, TILE_OVERLAP)
+    if not fine:
+        return out
+    side = FINE_TILE_SIDE_PX
+    while len(_tile_level(width, height, side, FINE_TILE_OVERLAP)) > FINE_TILE_MAX_COUNT:
+        side = int(np.ceil(side * FINE_TILE_GROWTH))
+    if coarse >= FINE_TILE_MIN_COARSE_RATIO * side:
+        out += _tile_level(width, height, side, FINE_TILE_OVERLAP)
+    return out
+
+
+def _tile_level(width: int, height: int, side: int, overlap: float) -> list[tuple[int, int, int, int]]:
+    """Square tiles (x, y, w, h) px of ``side`` px (clipped to the image's width and height) covering a ``width``
+    x ``height`` image, neighbours overlapping by at least ``overlap`` x the tile, spread evenly from edge to
+    edge (the first at 0, the last at the far edge)."""
     tw, th = min(side, width), min(side, height)
 
     def starts(total: int, size: int) -> list[int]:
         if size >= total:
             return [0]
-        count = int(np.ceil((total - size) / (size * (1.0 - TILE_OVERLAP)))) + 1
+        count = int(np.ceil((total - size) / (size * (1.0 - overlap)))) + 1
         return [int(round(v)) for v in np.linspace(0, total - size, count)]
 
     return [(x, y, tw, th) for y in starts(height, th) for x in starts(width, tw)]
