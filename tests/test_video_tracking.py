@@ -80,10 +80,12 @@ class _Detector:
 
     def __init__(self, people_per_frame: list[list[Detection]], follow: dict[int, list[str]]) -> None:
         self.people, self.follow, self.frame = people_per_frame, follow, 0
-        self.detect_calls, self.track_calls = [], []
+        self.detect_calls, self.track_calls, self.fine_calls = [], [], []
 
-    def detect(self, rgb):
+    def detect(self, rgb, fine=True):
         self.detect_calls.append(self.frame)
+        if fine:
+            self.fine_calls.append(self.frame)
         return [Detection(d.box_xywh.copy(), d.score, "mediapipe", track_roi=(0.5, 0.5, 0.1, 0.1, 0.0))
                 for d in self.people[self.frame]]
 
@@ -136,7 +138,7 @@ def test_followed_between_full_detections():
     people = [_walkers(f, speed=5.0) for f in range(12)]
     detector = _Detector(people, {})
     runs = _run(detector, 12)  # 10 fps: a full detection every REDETECT_S = 0.5 s = 5 frames
-    assert detector.detect_calls == [0, 5, 10]
+    assert detector.detect_calls == [0, 5, 10] and detector.fine_calls == [0, 5, 10]
     assert [kind for _, kind in runs] == (["full"] + ["followed"] * 4) * 2 + ["full", "followed"]
     assert all(ids == [0, 1, 2] for ids, _ in runs)
 
@@ -146,8 +148,25 @@ def test_a_lost_or_drifting_person_brings_the_full_detector_back():
     detector = _Detector(people, {2: ["ok", "lost", "ok"], 3: ["ok", "ok", "shrink"]})
     runs = _run(detector, 5)
     assert detector.detect_calls == [0, 2, 3]
-    assert [kind for _, kind in runs] == ["full", "followed", "full", "full", "followed"]
+    # searches for a lost or drifting person: the coarse tile level only; both levels on the first frame
+    assert detector.fine_calls == [0]
+    assert [kind for _, kind in runs] == ["full", "followed", "coarse", "coarse", "followed"]
     assert all(ids == [0, 1, 2] for ids, _ in runs)
+
+
+def test_periodic_detections_use_both_levels_and_searches_do_not_postpone_them():
+    # 10 fps: both tile levels every REDETECT_S = 0.5 s = 5 frames (0, 5, 10), however many coarse searches
+    # for lost people ran in between (frames 3 and 4: lost, then just lost; frame 7: drift)
+    people = [_walkers(f, speed=5.0) for f in range(12)]
+    missed = [people[3][0], people[3][2]]  # the detector misses the lost walker in frame 3: searched again in 4
+    detector = _Detector(people[:3] + [missed] + people[4:], {3: ["ok", "lost", "ok"], 7: ["shrink", "ok", "ok"]})
+    runs = _run(detector, 12)
+    assert detector.fine_calls == [0, 5, 10]
+    assert detector.detect_calls == [0, 3, 4, 5, 7, 10]
+    assert [kind for _, kind in runs] == ["full", "followed", "followed", "coarse", "coarse", "full", "followed",
+                                          "coarse", "followed", "followed", "full", "followed"]
+    assert [ids for ids, _ in runs][4:] == [[0, 1, 2]] * 8  # the lost walker found again by the search: same id
+
 
 
 def test_followed_people_the_detector_misses_are_kept():
@@ -185,7 +204,7 @@ def test_a_replaced_detect_is_called_on_every_frame():
     # follow=False: the same with the built-in detect
     detector2 = _Detector(people, {})
     _run(detector2, 4, follow=False)
-    assert detector2.detect_calls == [0, 1, 2, 3] and detector2.track_calls == []
+    assert detector2.detect_calls == detector2.fine_calls == [0, 1, 2, 3] and detector2.track_calls == []
 
 
 def test_real_video_followed_keypoints_stay_on_the_walkers():
@@ -205,6 +224,9 @@ def test_real_video_followed_keypoints_stay_on_the_walkers():
         frames = [rgb for _, _, rgb in reader]
     previous = detector.detect(frames[0])
     assert previous and all(d.track_roi is not None for d in previous)
+    # the coarse level alone (VideoPredictor's searches between periodic detections) misses the smallest walker
+    coarse = detector.detect(frames[0], fine=False)
+    assert 0 < len(coarse) < len(previous)
     offsets = []
     for rgb in frames[1:]:
         followed = [d for d in detector.track(rgb, previous) if d is not None]
@@ -227,6 +249,6 @@ def test_a_coasting_person_is_looked_for_by_the_full_detector():
     people = [_walkers(f, speed=5.0) for f in range(6)]
     detector = _Detector(people[:2] + [[people[2][0], people[2][2]]] + people[3:], {2: ["ok", "lost", "ok"]})
     runs = _run(detector, 5)
-    assert detector.detect_calls == [0, 2, 3]
+    assert detector.detect_calls == [0, 2, 3] and detector.fine_calls == [0]
     assert [ids for ids, _ in runs] == [[0, 1, 2], [0, 1, 2], [0, 2], [0, 1, 2], [0, 1, 2]]
-    assert [kind for _, kind in runs] == ["full", "followed", "full", "full", "followed"]
+    assert [kind for _, kind in runs] == ["full", "followed", "coarse", "coarse", "followed"]

@@ -290,22 +290,24 @@ class MediaPipeKeypointDetector:
         self._timestamp += 1
         return self._timestamp
 
-    def detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, fine: bool = True) -> list[Detection]:
         """image_rgb (H, W, 3) uint8 RGB -> detections with keypoints (image pixels), best box score first, at most
         max_instances. The detector runs on the whole image and, from 448 px on the longer side, on overlapping
         tiles (``_tiles``; bodies from ~720 px also on a finer level for people ~60-150 px tall): ~15 ms CPU per
         window plus ~20-30 ms per person found (768x576: 22 windows, ~0.45 s; 640x480: 7, ~0.17 s; measured in
-        docs/inference.md, "Detection"). Raises AssertionError for anything but an (H, W, 3) uint8 array."""
+        docs/inference.md, "Detection"). ``fine=False`` skips the finer level (768x576: the 7 coarse windows,
+        ~0.15 s; what a video's searches for a lost person use, docs/fitting.md, "Video"). Raises AssertionError
+        for anything but an (H, W, 3) uint8 array."""
         image_rgb = np.asarray(image_rgb)
         assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
             f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}."
         with quiet_native_stderr():
-            return self._detect(image_rgb)
+            return self._detect(image_rgb, bool(fine))
 
-    def _detect(self, image_rgb: np.ndarray) -> list[Detection]:
+    def _detect(self, image_rgb: np.ndarray, fine: bool = True) -> list[Detection]:
         h, w = image_rgb.shape[:2]
         image = self._frame(image_rgb)
-        found = self._find(image_rgb, image)
+        found = self._find(image_rgb, image, fine)
         stamps = []
         for det in found:
             t = self._next()
@@ -368,11 +370,12 @@ class MediaPipeKeypointDetector:
         return self._packets.create_image_frame(image_format=self._mp.ImageFormat.SRGB,
                                                 data=np.ascontiguousarray(pixels))
 
-    def _find(self, image_rgb: np.ndarray, image) -> list:
-        """The detector on the whole image and on overlapping tiles (TILE_*; FINE_TILE_* for bodies), detections in
-        whole-image coordinates, NMS across windows and levels, best first, at most max_instances."""
+    def _find(self, image_rgb: np.ndarray, image, fine: bool = True) -> list:
+        """The detector on the whole image and on overlapping tiles (TILE_*; FINE_TILE_* for bodies unless ``fine``
+        is False), detections in whole-image coordinates, NMS across windows and levels, best first, at most
+        max_instances."""
         h, w = image_rgb.shape[:2]
-        windows = [(0, 0, w, h)] + _tiles(w, h, fine=self.kind == "body")
+        windows = [(0, 0, w, h)] + _tiles(w, h, fine=fine and self.kind == "body")
         stamps = []
         for x0, y0, tw, th in windows:
             t = self._next()

@@ -127,13 +127,17 @@ class PersonTracker:
 
 # VideoPredictor with mediapipe's body detector: between full detections, each person is followed by the landmark
 # model alone on the region its previous landmarks predict (MediaPipeKeypointDetector.track; mediapipe's own pose
-# tracking): ~20 ms per person against ~110 ms for the person detector on a 768x576 frame's 7 windows. The full
-# detector still runs every REDETECT_S seconds (people entering), on the first frame, and in any frame where a
-# followed person is lost or drifts: the landmark model reports no pose, or the person's box changes by more than
-# DRIFT_MAX_SIZE_RATIO in size or overlaps the previous frame's box by less than DRIFT_MIN_IOU (measured on the
-# pedestrian video: a region that slid half off its walker shrank the box from ~90 to ~45 px in one frame at
-# 10 fps, and landmarks 25-40 px from the detector's), or two followed people become one (DUPLICATE_IOU); and in
-# the frame after a person was lost (missed by both: only the full detector can find them again).
+# tracking): ~20 ms per person against ~450 ms CPU for the person detector on a 768x576 frame's 22 windows (~155 ms
+# for the 7 of its coarse level alone). The full detector, both tile levels, runs on the first frame and every
+# REDETECT_S seconds (people entering, small ones too). In between it also runs, coarse level only
+# (``detect(fine=False)``), in any frame where a followed person is lost or drifts: the landmark model reports no
+# pose, or the person's box changes by more than DRIFT_MAX_SIZE_RATIO in size or overlaps the previous frame's box
+# by less than DRIFT_MIN_IOU (measured on the pedestrian video: a region that slid half off its walker shrank the
+# box from ~90 to ~45 px in one frame at 10 fps, and landmarks 25-40 px from the detector's), or two followed
+# people become one (DUPLICATE_IOU); and in the frame after a person was lost (missed by both: only the detector
+# can find them again). Coarse because these searches are frequent (37 of 100 frames of the pedestrian video; with
+# both levels there, CPU per frame median 724 ms instead of 352-391, people per frame 3.37 instead of 3.03); a small
+# person lost there is looked for again by the next periodic detection, within COAST_S (docs/fitting.md, "Video").
 REDETECT_S = 0.5
 DRIFT_MAX_SIZE_RATIO = 1.25
 DRIFT_MIN_IOU = 0.3
@@ -154,8 +158,9 @@ class VideoPredictor:
     intrinsics, root_depth_m: as :meth:`Predictor.predict`. follow: with the built-in mediapipe body detector,
     follow people between full detections by the landmark model alone (the module's REDETECT_S / DRIFT_* notes;
     None: whenever possible; False: the full detector on every frame). A ``predictor.detect`` replaced by the
-    caller (an outside detector) is called on every frame. ``last_detection``: "full", "followed" or "boxes" for
-    the last frame. Raises what :meth:`Predictor.predict` raises."""
+    caller (an outside detector) is called on every frame. ``last_detection``: what the last frame ran: "full"
+    (the detector, both tile levels), "coarse" (its coarse level only: a search between the periodic ones),
+    "followed" (the landmark model alone) or "boxes" (the user's). Raises what :meth:`Predictor.predict` raises."""
 
     def __init__(self, predictor, fps: float = 30.0, smooth: bool = False, boxes=None, intrinsics=None,
                  root_depth_m=None, tracker: PersonTracker | None = None, follow: bool | None = None) -> None:
@@ -164,7 +169,7 @@ class VideoPredictor:
         self.tracker = tracker or PersonTracker(max_missed=max(2, int(round(COAST_S * float(fps)))))
         self.redetect_every = max(1, int(round(REDETECT_S * float(fps))))
         self.follow = follow
-        self._since_full = 0
+        self._since_full: int | None = None  # frames since the last detection with both tile levels
         self._previous: list[Detection] = []  # the last frame's detections (working px), with their regions
         self.last_detection: str | None = None
 
@@ -208,25 +213,32 @@ class VideoPredictor:
 
     def _detect(self, loaded) -> list[Detection]:
         """This frame's detections in working pixels. Followed people only, when every one was followed, nobody was
-        lost in the last frame (whom only the full detector can find again) and the full detector is not due; else the full detector's, plus the followed people it missed (no box of its
-        overlapping theirs by IoU >= DRIFT_MIN_IOU): a walker the detector misses in one frame is still there."""
+        lost in the last frame (whom only the detector can find again) and the periodic detection is not due; else
+        the detector's (both tile levels when the periodic detection is due, the coarse level otherwise), plus the
+        followed people it missed (no box of its overlapping theirs by IoU >= DRIFT_MIN_IOU): a walker the detector
+        misses in one frame is still there."""
         follower = self._follower()
         if follower is None:
             self.last_detection = "full"
             return self.predictor.detect(loaded.rgb)
         followed, complete = self._followed(follower, loaded.rgb)
-        # a person just lost (not seen in the last frame) is looked for by the full detector once; after that,
-        # at the periodic detections (every frame while coasting cost 60 instead of 40 % full detections on the
+        # a person just lost (not seen in the last frame) is looked for by the detector once; after that, at the
+        # periodic detections (every frame while coasting cost 60 instead of 40 % full detections on the
         # pedestrian video: walkers leave, and short-lived false tracks coast too)
         just_lost = any(t.missed == 1 for t in self.tracker.tracks)
-        if complete and not just_lost and self._since_full + 1 < self.redetect_every:
+        due = self._since_full is None or self._since_full + 1 >= self.redetect_every
+        if complete and not just_lost and not due:
             self._since_full += 1
             self.last_detection = "followed"
             detections = followed
         else:
-            self._since_full = 0
-            self.last_detection = "full"
-            detections = list(self.predictor.detect(loaded.rgb))
+            if due:
+                self._since_full = 0
+                self.last_detection = "full"
+            else:
+                self._since_full += 1
+                self.last_detection = "coarse"
+            detections = list(follower.detect(loaded.rgb, fine=due))
             if detections and followed:
                 ious = box_iou(np.stack([d.box_xywh for d in followed]), np.stack([d.box_xywh for d in detections]))
                 followed = [d for d, row in zip(followed, ious) if float(row.max()) < DRIFT_MIN_IOU]
