@@ -90,7 +90,12 @@ def test_a_bad_file_gives_one_line_and_the_others_complete(service, body_photo, 
     assert item.people == 1 and item.overlay.is_file() and item.mesh is not None
     assert len(item.joints) == 5 and all(len(row) == len(JOINT_COLUMNS) for row in item.joints)
     assert all(isinstance(row[-1], float) for row in item.joints)  # the network's joint uncertainty
-    assert sorted(p.suffix for p in result.downloads) == [".glb", ".json", ".obj"]
+    assert sorted(p.suffix for p in result.downloads) == [".glb", ".json", ".mtl", ".obj"]
+    # The OBJ download has the person as its own named object (and material), as the JSON names it.
+    obj = next(p for p in result.downloads if p.suffix == ".obj")
+    json_names = [p["mesh_name"] for p in json.loads(next(p for p in result.downloads
+                                                          if p.suffix == ".json").read_text())["people"]]
+    assert list(trimesh.load(obj, process=False, force="scene").geometry) == json_names == ["person_0"]
     # The 3D view's GLB as trimesh (and so a glTF viewer) reads it: the mesh coloured by its uncertainty.
     person = next(iter(trimesh.load(item.mesh, process=False, force="scene").geometry.values()))
     colours = person.visual.vertex_attributes["color"]
@@ -300,7 +305,7 @@ def test_page_in_headless_chromium(body_photo, checkpoint, tmp_path):
                       "the joints table", driver)
         assert table.count(method) >= 5  # one row per joint, the method in each
         links = driver.execute_script("return Array.from(document.querySelectorAll('#downloads a')).map(a => a.href)")
-        assert {link.rsplit("/", 1)[-1] for link in links} == {"person.obj", "person.glb", "person.json"}
+        assert {link.rsplit("/", 1)[-1] for link in links} == {"person.obj", "person.mtl", "person.glb", "person.json"}
         driver.save_screenshot(str(tmp_path / "app.png"))
         if os.environ.get("I2LMESH_APP_SCREENSHOT"):
             driver.save_screenshot(os.environ["I2LMESH_APP_SCREENSHOT"])

@@ -140,6 +140,13 @@ def _synthetic_person(kind: str) -> np.ndarray:
         return np.full((256, 256, 3), 127, np.uint8)
 
 
+def _person_colours(count: int) -> list:
+    """The overlay's colour of each of ``count`` people (render.pictures.PALETTE), for the mesh files' materials."""
+    from ..render.pictures import PALETTE
+
+    return [PALETTE[i % len(PALETTE)] for i in range(count)]
+
+
 def _plural(kind: str, n: int) -> str:
     return kind if n == 1 else {"body": "bodies", "hand": "hands"}.get(kind, kind + "s")
 
@@ -375,7 +382,7 @@ class MeshService:
         """Overlay PNG and (with people) the GLB of one picture; returns their paths."""
         from PIL import Image
 
-        from ..render.pictures import PALETTE, overlay_picture
+        from ..render.pictures import overlay_picture
         from ..export.meshes import write_glb
 
         K_work = np.diag([scale, scale, 1.0]) @ K_orig
@@ -387,7 +394,7 @@ class MeshService:
         colours = [None if getattr(r, "vertex_uncertainty_mm", None) is None else
                    uncertainty_colors(r.vertex_uncertainty_mm) for r in results]
         glb = write_glb(folder / f"{stem}.glb", [(r.vertices_m, r.faces) for r in results],
-                        colors=[PALETTE[i % len(PALETTE)] for i in range(len(results))], vertex_colors=colours)
+                        colors=_person_colours(len(results)), vertex_colors=colours)
         return overlay, glb
 
     def _K(self, predictor, results, loaded) -> np.ndarray:
@@ -397,7 +404,7 @@ class MeshService:
         return predictor.default_intrinsics(loaded)
 
     def _photo(self, source, name: str, stem: str, predictor, result: RunResult) -> str:
-        from ..export.meshes import write_obj, write_results_json
+        from ..export.meshes import person_names, write_obj, write_results_json
         from ..inference.predictor import as_loaded_image
 
         t0 = time.perf_counter()
@@ -409,10 +416,13 @@ class MeshService:
         info = {"input": name, "image_size_px": list(loaded.original_size), "notes": list(loaded.notes),
                 "kind": predictor.kind, "method": predictor.method,
                 "timings_s": {k: round(v, 4) for k, v in predictor.last_timings.items()}}
-        json_path = write_results_json(folder / f"{stem}.json", people, info)
+        names = person_names(len(people))  # one object per person in the mesh files, named as in the JSON
+        json_path = write_results_json(folder / f"{stem}.json", people, info, mesh_names=names)
         result.items.append(ItemView(name, overlay, glb, joint_rows(people), len(people)))
         if people:
-            result.downloads += [write_obj(folder / f"{stem}.obj", [(r.vertices_m, r.faces) for r in people]), glb]
+            obj = write_obj(folder / f"{stem}.obj", [(r.vertices_m, r.faces) for r in people], names=names,
+                            colors=_person_colours(len(people)))
+            result.downloads += [obj, obj.with_suffix(".mtl"), glb]
         result.downloads.append(json_path)
         seconds = time.perf_counter() - t0
         what = f"{len(people)} {_plural(predictor.kind, len(people))}" if people else f"no {predictor.kind} found"
@@ -462,8 +472,10 @@ class MeshService:
                         shown += 1
                         if glb is not None and first_mesh is None:
                             first_mesh = glb
-                            result.downloads += [write_obj(folder / f"{stem}_frame{index:06d}.obj",
-                                                           [(r.vertices_m, r.faces) for r in people]), glb]
+                            obj = write_obj(folder / f"{stem}_frame{index:06d}.obj",
+                                            [(r.vertices_m, r.faces) for r in people],
+                                            colors=_person_colours(len(people)))
+                            result.downloads += [obj, obj.with_suffix(".mtl"), glb]
                     done += 1
         doc = {"input": name, "kind": predictor.kind, "method": predictor.method,
                "fps": reader.fps, "frame_stride": stride, "num_frames_processed": len(frames),
