@@ -49,52 +49,6 @@ def ensure_data(folder: Path, kind: str, num: int, seed: int, workers: int) -> P
     return folder
 
 
-def side_and_width(net, val_set, joint_names, limit: int = 200) -> dict:
-    """Does the trained network tell the person's sides apart? (The "thin scribble" meshes of the quickstart's
-    pictures: with every yaw in the data, a network that cannot yet tell which way a person faces puts each
-    vertex near the body's vertical axis.) On up to ``limit`` held-out samples, in heatmap bins:
-
-    - side_agreement: over samples whose true left-right offset d = x(L_Shoulder) + x(L_Hip) - x(R_Shoulder) -
-      x(R_Hip) exceeds 1 bin, the fraction whose mesh joints give d the same sign (1: always the right side
-      towards the camera's right; 0.5: chance);
-    - side_offset_ratio: mean |d| predicted / true over those samples (1 when the sides are as far apart as the
-      truth's, 0 when they collapse onto one x);
-    - vertex_x_spread_ratio, vertex_y_spread_ratio: per-sample standard deviation of the mesh vertices' x (y),
-      predicted / true, averaged (1: as wide (tall) as the bodies).
-    """
-    import numpy as np
-    import torch
-
-    from i2lmesh.data.dataset import collate
-
-    count = min(len(val_set), limit)
-    ix = [joint_names.index(n) for n in ("L_Shoulder", "L_Hip", "R_Shoulder", "R_Hip")]
-    pred_j, pred_v, true_j, true_v = [], [], [], []
-    was_training = net.training
-    net.eval()
-    with torch.no_grad():
-        for start in range(0, count, 32):
-            images, targets, _ = collate([val_set[i] for i in range(start, min(start + 32, count))])
-            out = net(images)
-            pred_j.append(out.mesh_joints_hm.double().numpy())
-            pred_v.append(out.vertices_hm.double().numpy())
-            true_j.append(targets.joints_hm.double().numpy())
-            true_v.append(targets.vertices_hm.double().numpy())
-    net.train(was_training)
-    pj, pv, tj, tv = (np.concatenate(a) for a in (pred_j, pred_v, true_j, true_v))
-
-    def offset(j):
-        return j[:, ix[0], 0] + j[:, ix[1], 0] - j[:, ix[2], 0] - j[:, ix[3], 0]
-
-    d_true, d_pred = offset(tj), offset(pj)
-    clear = np.abs(d_true) > 1.0
-    return {"samples": int(count), "clear_samples": int(clear.sum()),
-            "side_agreement": round(float((np.sign(d_pred[clear]) == np.sign(d_true[clear])).mean()), 3),
-            "side_offset_ratio": round(float(np.abs(d_pred[clear]).mean() / np.abs(d_true[clear]).mean()), 3),
-            "vertex_x_spread_ratio": round(float((pv[..., 0].std(1) / tv[..., 0].std(1)).mean()), 3),
-            "vertex_y_spread_ratio": round(float((pv[..., 1].std(1) / tv[..., 1].std(1)).mean()), 3)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", choices=("body", "hand"), default="body")
@@ -116,6 +70,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from i2lmesh.commands.quickstart import FAST_TRAINING, preset_for
     from i2lmesh.engine.datasets import open_datasets, training_inputs
+    from i2lmesh.engine.evaluate import sides_and_width
     from i2lmesh.engine.prior import mean_pose_baseline
     from i2lmesh.engine.train import TrainConfig, train
     from i2lmesh.engine.checkpoint import seed_everything
@@ -159,7 +114,8 @@ def main() -> None:
               "threads": args.threads, "workers": args.workers, "torch": torch.__version__,
               "config": {k: v for k, v in cfg.__dict__.items() if k not in ("data", "val", "out")},
               "mean_pose_baseline": {k: round(v, 1) for k, v in baseline.items()}, "curve": curve,
-              "sides_at_end": side_and_width(net, val_set, list(body.joint_set.names)),
+              "sides_at_end": {k: round(v, 3) if isinstance(v, float) else v for k, v in
+                               (sides_and_width(net, val_set, list(body.joint_set.names)) or {}).items()},
               "wall_s": round(seconds, 1), "median_images_per_s": sorted(train_s)[len(train_s) // 2] if train_s
               else None, "load_avg_end": os.getloadavg()[0]}
     print(json.dumps(report, indent=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from toy_data import D, HM, ToyDataset, toy_network
@@ -151,5 +152,87 @@ def test_learning_curve_is_drawn_without_matplotlib(tmp_path):
     # 1.01x / 0.98x is within the baseline's own noise: not reported as learning (a new user's run said it was)
     near = meaning({"mpjpe_mm": 289.4, "pa_mpjpe_mm": 211.8}, {"mpjpe_mm": 286.5, "pa_mpjpe_mm": 216.1})
     assert "not yet" in near and "better than" not in near
-    assert "the articulated pose from" in meaning({"mpjpe_mm": 289.0, "pa_mpjpe_mm": 200.0},
+    assert "the body's aligned 3D layout from" in meaning({"mpjpe_mm": 289.0, "pa_mpjpe_mm": 200.0},
                                                    {"mpjpe_mm": 290.0, "pa_mpjpe_mm": 222.0})
+
+
+def _side_samples(count: int, seed: int = 0):
+    """Samples in the dataset format (image, targets, meta) with bodies on a 16-bin grid: the four side joints
+    L_Shoulder, L_Hip, R_Shoulder, R_Hip at x = 8 +- w (w in 1.5..3 bins, the sign = which way the body faces)
+    and vertices spread in x and y."""
+    from i2lmesh.bodymodels.joint_sets import SMPL_29
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(count):
+        joints = np.zeros((len(SMPL_29), 3), np.float32) + 8.0
+        w = rng.uniform(1.5, 3.0) * rng.choice([-1.0, 1.0])
+        for name, sign in (("L_Shoulder", 1), ("L_Hip", 1), ("R_Shoulder", -1), ("R_Hip", -1)):
+            joints[SMPL_29.index(name), 0] = 8.0 + sign * w
+        vertices = (8.0 + rng.normal(0.0, [1.5, 3.5, 2.0], size=(20, 3))).astype(np.float32)
+        targets = {"joints_hm": joints, "joints_valid": np.ones(len(joints), np.float32),
+                   "has_z": np.float32(1.0), "vertices_hm": vertices, "vertices_valid": np.ones(20, np.float32)}
+        samples.append((torch.zeros(3, 8, 8), targets, {}))
+    return samples
+
+
+class _Echo(torch.nn.Module):
+    """A stand-in network that answers each sample's truth, transformed: it finds the sample by its index, which
+    the test writes into the image's first pixel."""
+
+    def __init__(self, samples, transform):
+        super().__init__()
+        self.samples, self.transform = samples, transform
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        from types import SimpleNamespace
+
+        idx = [int(i) for i in images[:, 0, 0, 0]]
+        joints = torch.stack([torch.as_tensor(self.samples[i][1]["joints_hm"]) for i in idx])
+        vertices = torch.stack([torch.as_tensor(self.samples[i][1]["vertices_hm"]) for i in idx])
+        return SimpleNamespace(mesh_joints_hm=self.transform(joints), vertices_hm=self.transform(vertices))
+
+
+def test_sides_and_width_tells_right_mirrored_and_collapsed_bodies_apart():
+    from i2lmesh.bodymodels.joint_sets import SMPL_29
+    from i2lmesh.engine.evaluate import sides_and_width
+
+    samples = _side_samples(37)
+    for i, s in enumerate(samples):
+        s[0][0, 0, 0] = float(i)
+    names = list(SMPL_29.names)
+
+    def mirrored(p):  # the other facing: the left side where the right is (x reflected about the body's axis)
+        return torch.stack([16.0 - p[..., 0], p[..., 1], p[..., 2]], -1)
+
+    def collapsed(p):  # every point on the body's axis
+        return torch.stack([torch.full_like(p[..., 0], 8.0), p[..., 1], p[..., 2]], -1)
+
+    def half_wide(p):
+        return torch.stack([8.0 + 0.5 * (p[..., 0] - 8.0), p[..., 1], p[..., 2]], -1)
+
+    right = sides_and_width(_Echo(samples, lambda p: p), samples, names, batch_size=8)
+    assert right["samples"] == right["clear_samples"] == 37  # every |d| = 4 |w| >= 6 bins
+    assert right["side_agreement"] == 1.0 and right["side_offset_ratio"] == pytest.approx(1.0, abs=1e-12)
+    assert right["vertex_x_spread_ratio"] == pytest.approx(1.0, abs=1e-12)
+    mirror = sides_and_width(_Echo(samples, mirrored), samples, names, batch_size=8)
+    # float32 reflection 16 - x: rounding of ~1e-7 relative on values ~16 against offsets >= 6 bins
+    assert mirror["side_agreement"] == 0.0 and mirror["side_offset_ratio"] == pytest.approx(1.0, abs=1e-6)
+    axis = sides_and_width(_Echo(samples, collapsed), samples, names, batch_size=8)
+    assert axis["side_agreement"] == 0.0 and axis["side_offset_ratio"] == 0.0
+    assert axis["vertex_x_spread_ratio"] == 0.0 and axis["vertex_y_spread_ratio"] == pytest.approx(1.0, abs=1e-6)
+    half = sides_and_width(_Echo(samples, half_wide), samples, names, limit=10)
+    assert half["samples"] == 10 and half["side_offset_ratio"] == pytest.approx(0.5, abs=1e-6)
+    assert half["vertex_x_spread_ratio"] == pytest.approx(0.5, abs=1e-6)
+    assert sides_and_width(_Echo(samples, lambda p: p), samples, ["Wrist", "Thumb1"]) is None  # hands: no sides
+
+
+def test_sides_sentence_explains_thin_meshes_only_when_the_sides_are_not_learned():
+    from i2lmesh.commands.quickstart import sides_sentence
+
+    thin = sides_sentence({"side_agreement": 0.51, "vertex_x_spread_ratio": 0.31, "vertex_y_spread_ratio": 0.98})
+    assert "51 %" in thin and "31 % as wide" in thin and "look thin" in thin
+    learned = sides_sentence({"side_agreement": 0.95, "vertex_x_spread_ratio": 0.9, "vertex_y_spread_ratio": 1.0})
+    assert "95 %" in learned and "thin" not in learned
+    assert sides_sentence(None) == "" and sides_sentence({"side_agreement": None}) == ""

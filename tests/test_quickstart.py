@@ -25,6 +25,10 @@ def test_quickstart_writes_report_results_and_pictures(tmp_path, anny_body):
         assert 0 < after[key] <= bound and 0 < baseline[key] <= bound, (key, after[key], baseline[key], bound)
     report = (out / "report.md").read_text()
     assert "| MPJPE |" in report and "predictions.png" in report
+    # Which way the bodies face and how wide the meshes are (engine.evaluate.sides_and_width), said in the report
+    sides = results["sides"]
+    assert sides["samples"] == 4 and sides["vertex_x_spread_ratio"] >= 0.0 and sides["vertex_y_spread_ratio"] > 0.0
+    assert ("Which way the people face" in report) == (sides["side_agreement"] is not None)
     picture = Image.open(out / "predictions.png")
     assert picture.size == (3 * 256, 4 * 256)  # input | prediction | ground truth, one row per held-out image
     assert (out / "run" / "checkpoints" / "last.pt").is_file()

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..engine.checkpoint import load_network, seed_everything
     from ..engine.datasets import open_datasets, training_inputs
-    from ..engine.evaluate import evaluate
+    from ..engine.evaluate import evaluate, sides_and_width
     from ..engine.prior import mean_pose_baseline
     from ..engine.train import TrainConfig, train
 
@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     net, _ = load_network(last)
     result = evaluate(net, val_set, batch_size=16)
+    sides = sides_and_width(net, val_set, list(body.joint_set.names))  # why the meshes may look thin (bodies)
     # The unaugmented training set's mean pose: the stronger reference, the same whether or not training augments.
     plain = open_datasets(cfg.data, net, train=False, body_model=body) if cfg.augment else train_set
     baseline = mean_pose_baseline(plain, val_set, net.joint_regressor.double().numpy(),
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                "learning_curve": [{k: r[k] for k in ("step", "val_mpjpe_mm", "val_pa_mpjpe_mm", "val_mpvpe_mm",
                                                      "val_pa_mpvpe_mm") if k in r} for r in val_curve],
                "val_before_training": val_curve[0] if val_curve else None, "val_after_training": result,
-               "mean_pose_baseline": baseline, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+               "mean_pose_baseline": baseline, "sides": sides, "timings_s": {k: round(v, 1) for k, v in timings.items()},
                "checkpoint": str(last)}
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     _write_report(out / "report.md", results, picture, curve_png)
@@ -151,14 +152,30 @@ def meaning(after: dict, baseline: dict) -> str:
     ratio = {k: after[k] / baseline[k] for k in keys}
     # Within MEANINGFUL_RATIO of the baseline is noise: the baseline itself moves ~2 % with the draw of training
     # samples and augmentations (docs/benchmarks.md, "Learning fast on a CPU").
-    better = [name for name, k in (("the whole pose", "mpjpe_mm"), ("the articulated pose", "pa_mpjpe_mm"))
+    better = [name for name, k in (("the whole pose", "mpjpe_mm"), ("the body's aligned 3D layout", "pa_mpjpe_mm"))
               if ratio[k] < MEANINGFUL_RATIO]
     verdict = ("the network reads " + " and ".join(better) + " from the image better than answering one average "
                "pose for every image" if better else "the network has not yet learned more than the average pose "
                f"(a network that has must score below {MEANINGFUL_RATIO:.2f}x; train longer with --steps/--minutes)")
     return (f"In one sentence: held-out MPJPE is {ratio['mpjpe_mm']:.2f}x and PA-MPJPE (after aligning scale and "
-            f"rotation, so only the articulated pose counts) {ratio['pa_mpjpe_mm']:.2f}x the mean-pose baseline, "
+            f"rotation) {ratio['pa_mpjpe_mm']:.2f}x the mean-pose baseline, "
             f"i.e. {verdict}.")
+
+
+def sides_sentence(sides: dict | None) -> str:
+    """One sentence on which way the predicted bodies face and how wide they are (``sides_and_width``'s dict), or
+    "" when there is none (hands)."""
+    if not sides or sides.get("side_agreement") is None:
+        return ""
+    text = (f"Which way the people face: the predicted body's left side is on the same side of the image as the person's in "
+            f"{100 * sides['side_agreement']:.0f} % of the held-out bodies (50 % is chance), and the meshes are "
+            f"{100 * sides['vertex_x_spread_ratio']:.0f} % as wide and {100 * sides['vertex_y_spread_ratio']:.0f} % "
+            f"as tall as the bodies.")
+    if sides["side_agreement"] < 0.75:
+        text += (" Until the network tells front from back, each vertex's best guess is between the two mirror "
+                 "layouts, on the body's axis: that is why the meshes below look thin; telling which way a person "
+                 "faces takes far longer than this run (docs/benchmarks.md, \"Fourth session\").")
+    return text
 
 
 def _predictions_picture(checkpoint: Path, data_val: Path, body, path: Path, count: int = 4) -> Path:
@@ -314,7 +331,9 @@ What was done, on this machine, with nothing but the package:
 
 {meaning(after, base)} The mean-pose baseline always answers the training set's mean pose and mesh: a network that
 learned nothing from the image scores about that. MPJPE also counts the body's global orientation (the synthetic
-bodies face every direction); PA-MPJPE only the articulated pose. A few CPU minutes from random initialisation are
+bodies face every direction, so their mean is a thin average body); PA-MPJPE aligns scale and rotation first, and
+against that thin mean it mostly measures the body's layout (height, depth, width), not yet the limbs' pose.
+{sides_sentence(r.get("sides"))} A few CPU minutes from random initialisation are
 far from the paper's setting (ImageNet initialisation, hours on GPUs); see docs/benchmarks.md for longer runs and
 `i2lmesh train` to go further.
 

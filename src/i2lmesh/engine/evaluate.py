@@ -222,6 +222,60 @@ def summarise(rows: dict[str, list], joint_names: list[str] | None, hand: bool) 
     return result
 
 
+SIDE_JOINTS = ("L_Shoulder", "L_Hip", "R_Shoulder", "R_Hip")
+
+
+def sides_and_width(net: I2LMeshNet, dataset: Dataset, joint_names: list[str], limit: int = 200,
+                    batch_size: int = 32) -> dict[str, Any] | None:
+    """Does the network tell the person's sides apart? The measure behind thin-scribble meshes: with every yaw in
+    the data, a network that cannot yet tell which way a person faces puts each vertex near the body's vertical
+    axis (the L1-optimal answer between the two mirror layouts). On the first ``limit`` samples of ``dataset``
+    (targets in heatmap bins), with the mesh joints J x M:
+
+    - side_agreement: over samples whose true left-right offset d = x(L_Shoulder) + x(L_Hip) - x(R_Shoulder) -
+      x(R_Hip) exceeds 1 bin, the share whose predicted d has the same sign (1: the left side always where it is;
+      0.5: chance); None without such samples;
+    - side_offset_ratio: mean |d| predicted / true over those samples (0: the sides collapse onto one x);
+    - vertex_x_spread_ratio / vertex_y_spread_ratio: per-sample standard deviation of the vertices' x (y),
+      predicted / true, averaged over samples (1: as wide / tall as the bodies);
+    - samples, clear_samples: how many were scored. Returns None when ``joint_names`` lack the four joints (hands).
+
+    The network runs in eval mode on its own device; its mode is restored. Source: ours (docs/benchmarks.md,
+    "Fourth session")."""
+    if not set(SIDE_JOINTS) <= set(joint_names):
+        return None
+    ix = [joint_names.index(n) for n in SIDE_JOINTS]
+    device = next(net.parameters()).device
+    count = min(len(dataset), limit)
+    pred_j, pred_v, true_j, true_v = [], [], [], []
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, count, batch_size):
+                images, targets, _ = collate([dataset[i] for i in range(start, min(start + batch_size, count))])
+                out = net(images.to(device))
+                pred_j.append(out.mesh_joints_hm.double().cpu().numpy())
+                pred_v.append(out.vertices_hm.double().cpu().numpy())
+                true_j.append(targets.joints_hm.double().numpy())
+                true_v.append(targets.vertices_hm.double().numpy())
+    finally:
+        net.train(was_training)
+    pj, pv, tj, tv = (np.concatenate(a) for a in (pred_j, pred_v, true_j, true_v))
+
+    def offset(j: np.ndarray) -> np.ndarray:
+        return j[:, ix[0], 0] + j[:, ix[1], 0] - j[:, ix[2], 0] - j[:, ix[3], 0]
+
+    d_true, d_pred = offset(tj), offset(pj)
+    clear = np.abs(d_true) > 1.0
+    agreement = float((np.sign(d_pred[clear]) == np.sign(d_true[clear])).mean()) if clear.any() else None
+    offset_ratio = float(np.abs(d_pred[clear]).mean() / np.abs(d_true[clear]).mean()) if clear.any() else None
+    return {"samples": int(count), "clear_samples": int(clear.sum()), "side_agreement": agreement,
+            "side_offset_ratio": offset_ratio,
+            "vertex_x_spread_ratio": float((pv[..., 0].std(1) / tv[..., 0].std(1)).mean()),
+            "vertex_y_spread_ratio": float((pv[..., 1].std(1) / tv[..., 1].std(1)).mean())}
+
+
 def write_freihand_pred(path: str | Path, joints_m: np.ndarray, vertices_m: np.ndarray) -> None:
     """FreiHAND's submission file pred.json: [joints (N,21,3), vertices (N,778,3)] in camera metres."""
     Path(path).write_text(json.dumps([np.asarray(joints_m).tolist(), np.asarray(vertices_m).tolist()]))
