@@ -140,13 +140,6 @@ def _synthetic_person(kind: str) -> np.ndarray:
         return np.full((256, 256, 3), 127, np.uint8)
 
 
-def _person_colours(count: int) -> list:
-    """The overlay's colour of each of ``count`` people (render.pictures.PALETTE), for the mesh files' materials."""
-    from ..render.pictures import PALETTE
-
-    return [PALETTE[i % len(PALETTE)] for i in range(count)]
-
-
 def _plural(kind: str, n: int) -> str:
     return kind if n == 1 else {"body": "bodies", "hand": "hands"}.get(kind, kind + "s")
 
@@ -382,7 +375,7 @@ class MeshService:
         """Overlay PNG and (with people) the GLB of one picture; returns their paths."""
         from PIL import Image
 
-        from ..render.pictures import overlay_picture
+        from ..render.pictures import overlay_picture, person_colours
         from ..export.meshes import write_glb
 
         K_work = np.diag([scale, scale, 1.0]) @ K_orig
@@ -394,7 +387,7 @@ class MeshService:
         colours = [None if getattr(r, "vertex_uncertainty_mm", None) is None else
                    uncertainty_colors(r.vertex_uncertainty_mm) for r in results]
         glb = write_glb(folder / f"{stem}.glb", [(r.vertices_m, r.faces) for r in results],
-                        colors=_person_colours(len(results)), vertex_colors=colours)
+                        colors=person_colours(len(results)), vertex_colors=colours)
         return overlay, glb
 
     def _K(self, predictor, results, loaded) -> np.ndarray:
@@ -406,6 +399,7 @@ class MeshService:
     def _photo(self, source, name: str, stem: str, predictor, result: RunResult) -> str:
         from ..export.meshes import person_names, write_obj, write_results_json
         from ..inference.predictor import as_loaded_image
+        from ..render.pictures import person_colours
 
         t0 = time.perf_counter()
         loaded = as_loaded_image(source, name=name)  # the working copy the Predictor sees, and its scale
@@ -421,7 +415,7 @@ class MeshService:
         result.items.append(ItemView(name, overlay, glb, joint_rows(people), len(people)))
         if people:
             obj = write_obj(folder / f"{stem}.obj", [(r.vertices_m, r.faces) for r in people], names=names,
-                            colors=_person_colours(len(people)))
+                            colors=person_colours(len(people)))
             result.downloads += [obj, obj.with_suffix(".mtl"), glb]
         result.downloads.append(json_path)
         seconds = time.perf_counter() - t0
@@ -430,7 +424,7 @@ class MeshService:
 
     def _video(self, path: Path, name: str, stem: str, predictor, result: RunResult,
                progress: ProgressCallback) -> str:
-        from ..render.pictures import overlay_picture
+        from ..render.pictures import overlay_picture, person_colours
         from ..export.atomic import atomic_write_text
         from ..export.meshes import _jsonable, write_obj
         from ..inference.images import as_loaded_image
@@ -474,7 +468,7 @@ class MeshService:
                             first_mesh = glb
                             obj = write_obj(folder / f"{stem}_frame{index:06d}.obj",
                                             [(r.vertices_m, r.faces) for r in people],
-                                            colors=_person_colours(len(people)))
+                                            colors=person_colours(len(people)))
                             result.downloads += [obj, obj.with_suffix(".mtl"), glb]
                     done += 1
         doc = {"input": name, "kind": predictor.kind, "method": predictor.method,

@@ -158,7 +158,7 @@ def _image_info(path: Path, loaded, predictor) -> dict:
 def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
     from ..export.meshes import person_names, write_glb, write_obj, write_ply, write_results_json, write_results_npz
     from ..inference.images import as_loaded_image
-    from ..render.pictures import PALETTE, overlay_picture
+    from ..render.pictures import overlay_picture, person_colours
 
     out = args.out
     loaded = as_loaded_image(path)  # the working copy the Predictor sees (downscaled when huge) and its scale
@@ -182,7 +182,7 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
             (out / f"{stem}{suffix}").unlink(missing_ok=True)
     if results:
         meshes = [(r.vertices_m, r.faces) for r in results]
-        colors = [PALETTE[i % len(PALETTE)] for i in range(len(results))]  # the overlay's colour of each person
+        colors = person_colours(len(results))  # the overlay's colour of each person
         write_obj(out / f"{stem}.obj", meshes, names=names, colors=colors)  # STEM.mtl first, then STEM.obj
         write_glb(out / f"{stem}.glb", meshes, colors=colors, names=names)
         if args.ply:

@@ -58,10 +58,6 @@ def _trimesh(vertices: np.ndarray, faces: np.ndarray):
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
 
 
-def _name(names: Sequence[str] | None, i: int) -> str:
-    return names[i] if names else f"person_{i}"  # as person_names
-
-
 def person_names(count: int) -> list[str]:
     """The mesh names of ``count`` people: ``person_0``, ``person_1``, ... in the order of the results (the JSON's
     ``people`` list): OBJ objects, groups and materials, GLB nodes and meshes, and each JSON person's
@@ -155,6 +151,7 @@ def write_glb(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], colors: Se
     meshes = _meshes(meshes)
     if vertex_colors is not None and len(vertex_colors) != len(meshes):
         raise ValueError(f"{path}: {len(vertex_colors)} colour arrays for {len(meshes)} meshes")
+    names = names or person_names(len(meshes))
     scene = trimesh.Scene()
     for i, (v, f) in enumerate(meshes):
         rgb = [float(c) for c in (colors[i] if colors is not None else DEFAULT_RGB)][:3]
@@ -170,7 +167,7 @@ def write_glb(path: str | os.PathLike, meshes: Mesh | Sequence[Mesh], colors: Se
             visual.vertex_attributes["color"] = np.round(rgba * 255.0).astype(np.uint8)
         mesh = _trimesh(v @ GLTF_FROM_CAMERA.T, f)
         mesh.visual = visual
-        scene.add_geometry(mesh, node_name=_name(names, i), geom_name=_name(names, i))
+        scene.add_geometry(mesh, node_name=names[i], geom_name=names[i])
     return atomic_write_bytes(Path(path), trimesh.exchange.gltf.export_glb(scene, include_normals=False))
 
 

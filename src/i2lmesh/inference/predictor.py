@@ -51,6 +51,7 @@ from .root_depth import ASSUMED_BOX_SIZE_M, k_value_root_depth
 
 log = logging.getLogger(__name__)
 
+
 def _joint_regressor(net) -> np.ndarray:
     """The network's joint regressor J (J, V) as float64 numpy: the torch network's buffer, or the one an ONNX
     export carries in its metadata. BadInputError for an ONNX file exported without it (before joints were

@@ -40,6 +40,12 @@ def _side_view(results, K: np.ndarray, size_hw: tuple[int, int], backend: str):
                           backend)
 
 
+def person_colours(count: int) -> list[tuple[float, float, float]]:
+    """RGB in [0, 1] of each of ``count`` people, in result order: the overlay's colours (PALETTE, cycled), which the
+    mesh files' materials repeat."""
+    return [PALETTE[i % len(PALETTE)] for i in range(count)]
+
+
 def _render_people(vertex_sets, results, K, size_hw, backend):
     from . import render_mesh
 
@@ -47,8 +53,8 @@ def _render_people(vertex_sets, results, K, size_hw, backend):
     color = np.zeros((h, w, 3), np.float32)
     depth = np.full((h, w), np.inf, np.float32)
     mask = np.zeros((h, w), bool)
-    for i, (vertices, r) in enumerate(zip(vertex_sets, results)):
-        out = render_mesh(vertices, r.faces, K, (h, w), vertex_colors=PALETTE[i % len(PALETTE)], backend=backend)
+    for vertices, r, rgb in zip(vertex_sets, results, person_colours(len(results))):
+        out = render_mesh(vertices, r.faces, K, (h, w), vertex_colors=rgb, backend=backend)
         nearer = out.mask & (out.depth_m < depth)
         color[nearer] = out.color[nearer]
         depth[nearer] = out.depth_m[nearer]
@@ -81,4 +87,4 @@ def overlay_picture(rgb: np.ndarray, results, K: np.ndarray, backend: str = "num
     return np.clip(np.rint(np.concatenate([photo, gap, side], 1) * 255), 0, 255).astype(np.uint8)
 
 
-__all__ = ["OVERLAY_MAX_SIDE_PX", "PALETTE", "SIDE_VIEW_FILL", "overlay_picture", "side_view_placement"]
+__all__ = ["OVERLAY_MAX_SIDE_PX", "PALETTE", "person_colours", "SIDE_VIEW_FILL", "overlay_picture", "side_view_placement"]
