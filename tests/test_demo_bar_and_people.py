@@ -65,6 +65,7 @@ def test_skipped_and_log_lines_go_above_the_bar_not_onto_it(checkpoint, tmp_path
 
     boxes = _inputs(tmp_path / "in")
     calls = _spy_on_tqdm_write(monkeypatch)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: bars are drawn only there
     # The CLI's console handler (logging.basicConfig does nothing under pytest, whose handlers are installed).
     root, handler = logging.getLogger(), logging.StreamHandler(sys.stderr)
     level = root.level
@@ -95,12 +96,15 @@ def test_skipped_and_log_lines_go_above_the_bar_not_onto_it(checkpoint, tmp_path
     assert "]i2lmesh" not in err and "]demo:" not in err, err
 
 
-def test_without_a_bar_the_lines_are_printed_as_before(checkpoint, tmp_path, capsys):
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal+--no-progress", "piped"])
+def test_without_a_bar_the_lines_are_printed_as_before(checkpoint, tmp_path, capsys, monkeypatch, terminal):
+    """No bar with ``--no-progress``, nor when stderr is not a terminal (a log file, CI): the lines alone."""
     from i2lmesh.cli import main
 
     boxes = _inputs(tmp_path / "in")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
     code = main(["demo", str(tmp_path / "in"), "--checkpoint", str(checkpoint), "--boxes", str(boxes),
-                 "--out", str(tmp_path / "out"), "--no-progress"])
+                 "--out", str(tmp_path / "out")] + (["--no-progress"] if terminal else []))
     err = capsys.readouterr().err
     assert code == 1
     lines = err.splitlines()

@@ -61,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npz", action="store_true", help="also write STEM.npz (all arrays)")
     parser.add_argument("--render-backend", choices=("numba", "gl", "auto"), default="numba",
                         help="rasteriser for overlays (default numba: no GL needed, ~3 ms per frame)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (bars are drawn only when stderr is a terminal)")
 
 
 def _save_png(path: Path, rgb: np.ndarray) -> None:
@@ -237,6 +238,13 @@ class _NoBar:
         pass
 
 
+def _bars_on(args) -> bool:
+    """Progress bars only on a terminal: piped or redirected stderr (a log file, CI) gets the lines alone, not
+    carriage-return redraws; ``--no-progress`` turns them off on a terminal too."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return not args.no_progress and bool(isatty is not None and isatty())
+
+
 def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):
     if not enabled:
         return _NoBar()
@@ -345,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("demo: ignored %d file(s) in the input folders that are neither images nor videos", skipped)
 
     start = time.perf_counter()
-    with _messages_above_bars(not args.no_progress):
+    with _messages_above_bars(_bars_on(args)):
         failures = _process_all(files, predictor, args, boxes_json)
     done = len(files) - failures
     log.info("demo: %d of %d input(s) done in %.1f s -> %s", done, len(files), time.perf_counter() - start, args.out)
@@ -397,13 +405,13 @@ def _process_all(files: list[Path], predictor, args, boxes_json) -> int:
 
     used: set[str] = set()
     failures = 0
-    bar = _progress(total=len(files), desc="demo", unit="input", enabled=not args.no_progress)
+    bar = _progress(total=len(files), desc="demo", unit="input", enabled=_bars_on(args))
     for path in files:
         stem = _unique_stem(path, used)
         try:
             boxes = _boxes_for(path, args, boxes_json)
             if is_video(path):
-                found = process_video(path, stem, predictor, args, boxes, not args.no_progress)
+                found = process_video(path, stem, predictor, args, boxes, _bars_on(args))
             else:
                 found = process_image(path, stem, predictor, args, boxes)
                 if found == 0:
