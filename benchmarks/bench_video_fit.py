@@ -22,8 +22,8 @@ Per pipeline (medians over frames with at least one person unless said otherwise
 - ``jitter_2d_px`` / ``jitter_3d_mm``: per track and three consecutive frames, the mean over joints of the
   second difference |x(t+1) - 2 x(t) + x(t-1)| of the fitted mesh's projected joints (px) and of its root-relative
   3D joints (mm); median and p90 over all such triples (walking people have a small true second difference).
-- ``tracks``: distinct track ids, ``detections``: how many frames ran the full detector (both tile levels) / its
-  coarse level only (searches for a lost person between the periodic detections) / only followed people.
+- ``tracks``: distinct track ids, ``detections``: how many frames ran the full detector (both tile levels) / the
+  detector only around lost people (searches between the periodic detections) / only followed people.
 
 VIDEO defaults to ``../shared/photos/vtest.avi`` (OpenCV's pedestrian sample; 768x576, 10 fps).
 """
@@ -143,7 +143,7 @@ def main() -> None:
             "jitter_3d_mm": stats(jitter(joints3d[name]), 1),
             "tracks": len(joints2d[name]),
             "detections": {kind: sum(1 for r in frame_rows if r["detection"] == kind)
-                           for kind in ("full", "coarse", "followed")},
+                           for kind in ("full", "local", "followed")},
         }
         if name == "new":
             offsets = [o for r in frame_rows for o in r.get("offsets", [])]

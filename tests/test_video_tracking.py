@@ -80,14 +80,21 @@ class _Detector:
 
     def __init__(self, people_per_frame: list[list[Detection]], follow: dict[int, list[str]]) -> None:
         self.people, self.follow, self.frame = people_per_frame, follow, 0
-        self.detect_calls, self.track_calls, self.fine_calls = [], [], []
+        self.detect_calls, self.track_calls, self.full_calls, self.regions = [], [], [], {}
 
-    def detect(self, rgb, fine=True):
+    def detect(self, rgb, regions=None):
+        """The frame's people; with ``regions``, those whose box centre lies in one of them."""
         self.detect_calls.append(self.frame)
-        if fine:
-            self.fine_calls.append(self.frame)
+        people = self.people[self.frame]
+        if regions is None:
+            self.full_calls.append(self.frame)
+        else:
+            self.regions[self.frame] = [tuple(r) for r in regions]
+            centres = [d.box_xywh[:2] + d.box_xywh[2:] / 2 for d in people]
+            people = [d for d, c in zip(people, centres)
+                      if any(x <= c[0] <= x + w and y <= c[1] <= y + h for x, y, w, h in regions)]
         return [Detection(d.box_xywh.copy(), d.score, "mediapipe", track_roi=(0.5, 0.5, 0.1, 0.1, 0.0))
-                for d in self.people[self.frame]]
+                for d in people]
 
     def track(self, rgb, previous):
         self.track_calls.append(self.frame)
@@ -138,7 +145,7 @@ def test_followed_between_full_detections():
     people = [_walkers(f, speed=5.0) for f in range(12)]
     detector = _Detector(people, {})
     runs = _run(detector, 12)  # 10 fps: a full detection every REDETECT_S = 0.5 s = 5 frames
-    assert detector.detect_calls == [0, 5, 10] and detector.fine_calls == [0, 5, 10]
+    assert detector.detect_calls == [0, 5, 10] and detector.full_calls == [0, 5, 10]
     assert [kind for _, kind in runs] == (["full"] + ["followed"] * 4) * 2 + ["full", "followed"]
     assert all(ids == [0, 1, 2] for ids, _ in runs)
 
@@ -148,23 +155,32 @@ def test_a_lost_or_drifting_person_brings_the_full_detector_back():
     detector = _Detector(people, {2: ["ok", "lost", "ok"], 3: ["ok", "ok", "shrink"]})
     runs = _run(detector, 5)
     assert detector.detect_calls == [0, 2, 3]
-    # searches for a lost or drifting person: the coarse tile level only; both levels on the first frame
-    assert detector.fine_calls == [0]
-    assert [kind for _, kind in runs] == ["full", "followed", "coarse", "coarse", "followed"]
+    # searches for a lost or drifting person: one window around them; the whole frame on the first one
+    assert detector.full_calls == [0]
+    assert [kind for _, kind in runs] == ["full", "followed", "local", "local", "followed"]
     assert all(ids == [0, 1, 2] for ids, _ in runs)
+    # the window: centred on the person's last box, 2.5 x its larger side (100 px), inside the 640x480 frame
+    for frame, walker in ((2, 1), (3, 2)):
+        (x, y, w, h), = detector.regions[frame]
+        box = people[frame - 1][walker].box_xywh
+        np.testing.assert_allclose([x + w / 2, y + h / 2, w, h], [*(box[:2] + box[2:] / 2), 250.0, 250.0])
 
 
 def test_periodic_detections_use_both_levels_and_searches_do_not_postpone_them():
-    # 10 fps: both tile levels every REDETECT_S = 0.5 s = 5 frames (0, 5, 10), however many coarse searches
+    # 10 fps: both tile levels every REDETECT_S = 0.5 s = 5 frames (0, 5, 10), however many local searches
     # for lost people ran in between (frames 3 and 4: lost, then just lost; frame 7: drift)
     people = [_walkers(f, speed=5.0) for f in range(12)]
     missed = [people[3][0], people[3][2]]  # the detector misses the lost walker in frame 3: searched again in 4
     detector = _Detector(people[:3] + [missed] + people[4:], {3: ["ok", "lost", "ok"], 7: ["shrink", "ok", "ok"]})
     runs = _run(detector, 12)
-    assert detector.fine_calls == [0, 5, 10]
+    assert detector.full_calls == [0, 5, 10]
     assert detector.detect_calls == [0, 3, 4, 5, 7, 10]
-    assert [kind for _, kind in runs] == ["full", "followed", "followed", "coarse", "coarse", "full", "followed",
-                                          "coarse", "followed", "followed", "full", "followed"]
+    assert [kind for _, kind in runs] == ["full", "followed", "followed", "local", "local", "full", "followed",
+                                          "local", "followed", "followed", "full", "followed"]
+    # frame 4 looks where the coasting walker is expected: ahead of where they were last seen (frame 2), moved on
+    # by the track's velocity estimate (an average that starts from rest, so short of the true 5 px per frame)
+    (x, y, w, h), = detector.regions[4]
+    assert people[2][1].box_xywh[0] + 20.0 < x + w / 2 <= people[4][1].box_xywh[0] + 20.0
     assert [ids for ids, _ in runs][4:] == [[0, 1, 2]] * 8  # the lost walker found again by the search: same id
 
 
@@ -204,7 +220,7 @@ def test_a_replaced_detect_is_called_on_every_frame():
     # follow=False: the same with the built-in detect
     detector2 = _Detector(people, {})
     _run(detector2, 4, follow=False)
-    assert detector2.detect_calls == detector2.fine_calls == [0, 1, 2, 3] and detector2.track_calls == []
+    assert detector2.detect_calls == detector2.full_calls == [0, 1, 2, 3] and detector2.track_calls == []
 
 
 def test_real_video_followed_keypoints_stay_on_the_walkers():
@@ -224,9 +240,13 @@ def test_real_video_followed_keypoints_stay_on_the_walkers():
         frames = [rgb for _, _, rgb in reader]
     previous = detector.detect(frames[0])
     assert previous and all(d.track_roi is not None for d in previous)
-    # the coarse level alone (VideoPredictor's searches between periodic detections) misses the smallest walker
-    coarse = detector.detect(frames[0], fine=False)
-    assert 0 < len(coarse) < len(previous)
+    # a search window around each walker (VideoPredictor's searches for a lost person) finds that walker again
+    from i2lmesh.inference.tracking import search_window
+
+    height, width = frames[0].shape[:2]
+    for d in previous:
+        again = detector.detect(frames[0], regions=[search_window(d.box_xywh, width, height)])
+        assert again and float(box_iou(np.stack([a.box_xywh for a in again]), d.box_xywh[None]).max()) >= 0.5
     offsets = []
     for rgb in frames[1:]:
         followed = [d for d in detector.track(rgb, previous) if d is not None]
@@ -249,6 +269,6 @@ def test_a_coasting_person_is_looked_for_by_the_full_detector():
     people = [_walkers(f, speed=5.0) for f in range(6)]
     detector = _Detector(people[:2] + [[people[2][0], people[2][2]]] + people[3:], {2: ["ok", "lost", "ok"]})
     runs = _run(detector, 5)
-    assert detector.detect_calls == [0, 2, 3] and detector.fine_calls == [0]
+    assert detector.detect_calls == [0, 2, 3] and detector.full_calls == [0]
     assert [ids for ids, _ in runs] == [[0, 1, 2], [0, 1, 2], [0, 2], [0, 1, 2], [0, 1, 2]]
-    assert [kind for _, kind in runs] == ["full", "followed", "coarse", "coarse", "followed"]
+    assert [kind for _, kind in runs] == ["full", "followed", "local", "local", "followed"]

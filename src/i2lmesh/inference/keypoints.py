@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -290,24 +291,27 @@ class MediaPipeKeypointDetector:
         self._timestamp += 1
         return self._timestamp
 
-    def detect(self, image_rgb: np.ndarray, fine: bool = True) -> list[Detection]:
+    def detect(self, image_rgb: np.ndarray, regions: Sequence[Sequence[float]] | None = None) -> list[Detection]:
         """image_rgb (H, W, 3) uint8 RGB -> detections with keypoints (image pixels), best box score first, at most
         max_instances. The detector runs on the whole image and, from 448 px on the longer side, on overlapping
         tiles (``_tiles``; bodies from ~720 px also on a finer level for people ~60-150 px tall): ~15 ms CPU per
         window plus ~20-30 ms per person found (768x576: 22 windows, ~0.45 s; 640x480: 7, ~0.17 s; measured in
-        docs/inference.md, "Detection"). ``fine=False`` skips the finer level (768x576: the 7 coarse windows,
-        ~0.15 s; what a video's searches for a lost person use, docs/fitting.md, "Video"). Raises AssertionError
-        for anything but an (H, W, 3) uint8 array."""
+        docs/inference.md, "Detection"). ``regions``: (x, y, w, h) image-pixel windows to search instead (and only
+        them; clipped to the image): a video's search around a lost person (``tracking.search_window``,
+        docs/fitting.md, "Video"). Raises AssertionError for anything but an (H, W, 3) uint8 array."""
         image_rgb = np.asarray(image_rgb)
         assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
             f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}."
+        h, w = image_rgb.shape[:2]
+        windows = None if regions is None else [_clip_window(r, w, h) for r in regions]
         with quiet_native_stderr():
-            return self._detect(image_rgb, bool(fine))
+            return self._detect(image_rgb, windows)
 
-    def _detect(self, image_rgb: np.ndarray, fine: bool = True) -> list[Detection]:
+    def _detect(self, image_rgb: np.ndarray, windows: list[tuple[int, int, int, int]] | None = None
+                ) -> list[Detection]:
         h, w = image_rgb.shape[:2]
         image = self._frame(image_rgb)
-        found = self._find(image_rgb, image, fine)
+        found = self._find(image_rgb, image, windows)
         stamps = []
         for det in found:
             t = self._next()
@@ -370,12 +374,13 @@ class MediaPipeKeypointDetector:
         return self._packets.create_image_frame(image_format=self._mp.ImageFormat.SRGB,
                                                 data=np.ascontiguousarray(pixels))
 
-    def _find(self, image_rgb: np.ndarray, image, fine: bool = True) -> list:
-        """The detector on the whole image and on overlapping tiles (TILE_*; FINE_TILE_* for bodies unless ``fine``
-        is False), detections in whole-image coordinates, NMS across windows and levels, best first, at most
-        max_instances."""
+    def _find(self, image_rgb: np.ndarray, image, windows: list[tuple[int, int, int, int]] | None = None) -> list:
+        """The detector on ``windows`` (x, y, w, h px; None: the whole image and its overlapping tiles, TILE_*, and
+        FINE_TILE_* for bodies), detections in whole-image coordinates, NMS across windows and levels, best first,
+        at most max_instances."""
         h, w = image_rgb.shape[:2]
-        windows = [(0, 0, w, h)] + _tiles(w, h, fine=fine and self.kind == "body")
+        if windows is None:
+            windows = [(0, 0, w, h)] + _tiles(w, h, fine=self.kind == "body")
         stamps = []
         for x0, y0, tw, th in windows:
             t = self._next()
@@ -439,6 +444,14 @@ class MediaPipeKeypointDetector:
         box = _keypoint_box(xy, HAND_BOX_MARGIN, HAND_BOX_MARGIN, HAND_BOX_MARGIN, width, height)
         return Detection(box, score, self.name, keypoints_xy=xy, keypoint_scores=np.full(len(xy), score),
                          keypoint_set="mano21", keypoints_3d_m=xyz, side=side, side_score=side_score)
+
+
+def _clip_window(region: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
+    """(x, y, w, h) px -> whole pixels inside a ``width`` x ``height`` image (at least 1 x 1 px)."""
+    x, y, rw, rh = (float(v) for v in region)
+    x0, y0 = min(max(int(np.floor(x)), 0), width - 1), min(max(int(np.floor(y)), 0), height - 1)
+    x1, y1 = min(max(int(np.ceil(x + rw)), x0 + 1), width), min(max(int(np.ceil(y + rh)), y0 + 1), height)
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def _tiles(width: int, height: int, fine: bool = True) -> list[tuple[int, int, int, int]]:

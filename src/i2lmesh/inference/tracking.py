@@ -127,21 +127,35 @@ class PersonTracker:
 
 # VideoPredictor with mediapipe's body detector: between full detections, each person is followed by the landmark
 # model alone on the region its previous landmarks predict (MediaPipeKeypointDetector.track; mediapipe's own pose
-# tracking): ~20 ms per person against ~450 ms CPU for the person detector on a 768x576 frame's 22 windows (~155 ms
-# for the 7 of its coarse level alone). The full detector, both tile levels, runs on the first frame and every
-# REDETECT_S seconds (people entering, small ones too). In between it also runs, coarse level only
-# (``detect(fine=False)``), in any frame where a followed person is lost or drifts: the landmark model reports no
-# pose, or the person's box changes by more than DRIFT_MAX_SIZE_RATIO in size or overlaps the previous frame's box
-# by less than DRIFT_MIN_IOU (measured on the pedestrian video: a region that slid half off its walker shrank the
-# box from ~90 to ~45 px in one frame at 10 fps, and landmarks 25-40 px from the detector's), or two followed
-# people become one (DUPLICATE_IOU); and in the frame after a person was lost (missed by both: only the detector
-# can find them again). Coarse because these searches are frequent (37 of 100 frames of the pedestrian video; with
-# both levels there, CPU per frame median 724 ms instead of 352-391, people per frame 3.37 instead of 3.03); a small
-# person lost there is looked for again by the next periodic detection, within COAST_S (docs/fitting.md, "Video").
+# tracking): ~20 ms per person against ~450 ms CPU for the person detector on a 768x576 frame's 22 windows. The full
+# detector, both tile levels, runs on the first frame and every REDETECT_S seconds (people entering, small ones
+# too). In between, where a followed person is lost or drifts (the landmark model reports no pose, or the person's
+# box changes by more than DRIFT_MAX_SIZE_RATIO in size or overlaps the previous frame's box by less than
+# DRIFT_MIN_IOU: measured on the pedestrian video, a region that slid half off its walker shrank the box from ~90 to
+# ~45 px in one frame at 10 fps, with landmarks 25-40 px from the detector's; or two followed people become one,
+# DUPLICATE_IOU), and in the frame after a person was lost (missed by both: only the detector can find them again),
+# the detector searches one window around each such person (``search_window``: SEARCH_WINDOW_RATIO x their box's
+# larger side, at least SEARCH_WINDOW_MIN_PX; ~15 ms each) instead of the whole frame: these searches are frequent
+# (37 of 100 frames of the pedestrian video), and the whole frame's coarse tiles cost ~0.23 s CPU there each time
+# (docs/fitting.md, "Video").
 REDETECT_S = 0.5
 DRIFT_MAX_SIZE_RATIO = 1.25
 DRIFT_MIN_IOU = 0.3
 DUPLICATE_IOU = 0.5
+SEARCH_WINDOW_RATIO = 2.5
+SEARCH_WINDOW_MIN_PX = 224  # the BlazePose detector's input side: smaller windows are only upsampled
+
+
+def search_window(box_xywh, width: int, height: int) -> tuple[float, float, float, float]:
+    """The square window (x, y, w, h px) that a video searches for a lost person whose last (or predicted) box is
+    ``box_xywh`` (x, y, w, h px): centred on the box, SEARCH_WINDOW_RATIO x its larger side (at least
+    SEARCH_WINDOW_MIN_PX), no larger than the ``width`` x ``height`` image's shorter side and shifted inside it.
+    Raises nothing."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    side = min(max(SEARCH_WINDOW_RATIO * max(w, h), SEARCH_WINDOW_MIN_PX), float(min(width, height)))
+    x0 = min(max(x + w / 2 - side / 2, 0.0), width - side)
+    y0 = min(max(y + h / 2 - side / 2, 0.0), height - side)
+    return x0, y0, side, side
 
 
 class VideoPredictor:
@@ -159,8 +173,8 @@ class VideoPredictor:
     follow people between full detections by the landmark model alone (the module's REDETECT_S / DRIFT_* notes;
     None: whenever possible; False: the full detector on every frame). A ``predictor.detect`` replaced by the
     caller (an outside detector) is called on every frame. ``last_detection``: what the last frame ran: "full"
-    (the detector, both tile levels), "coarse" (its coarse level only: a search between the periodic ones),
-    "followed" (the landmark model alone) or "boxes" (the user's). Raises what :meth:`Predictor.predict` raises."""
+    (the detector, both tile levels), "local" (followed people, and the detector around those lost: a search
+    between the periodic detections), "followed" (the landmark model alone) or "boxes" (the user's). Raises what :meth:`Predictor.predict` raises."""
 
     def __init__(self, predictor, fps: float = 30.0, smooth: bool = False, boxes=None, intrinsics=None,
                  root_depth_m=None, tracker: PersonTracker | None = None, follow: bool | None = None) -> None:
@@ -186,21 +200,21 @@ class VideoPredictor:
             return None
         return detector if callable(getattr(detector, "track", None)) else None
 
-    def _followed(self, follower, rgb: np.ndarray) -> tuple[list[Detection], bool]:
+    def _followed(self, follower, rgb: np.ndarray) -> tuple[list[Detection], list[np.ndarray]]:
         """The previous frame's people followed into ``rgb`` (working px) that pass the drift checks (DRIFT_*,
-        DUPLICATE_IOU), and whether all did."""
+        DUPLICATE_IOU), and the previous boxes (working px) of those who did not."""
         if not self._previous:
-            return [], False
-        good, complete = [], True
+            return [], []
+        good, lost = [], []
         for old, new in zip(self._previous, follower.track(rgb, self._previous)):
             if new is None:
-                complete = False
+                lost.append(np.asarray(old.box_xywh, np.float64))
                 continue
             ratio = math.sqrt(max(new.box_xywh[2] * new.box_xywh[3], 1e-6) / max(old.box_xywh[2] * old.box_xywh[3],
                                                                                    1e-6))
             iou = float(box_iou(np.asarray(old.box_xywh)[None], np.asarray(new.box_xywh)[None])[0, 0])
             if not (1.0 / DRIFT_MAX_SIZE_RATIO <= ratio <= DRIFT_MAX_SIZE_RATIO) or iou < DRIFT_MIN_IOU:
-                complete = False
+                lost.append(np.asarray(old.box_xywh, np.float64))
                 continue
             good.append(new)
         if len(good) > 1:  # two regions on one person: neither is trusted
@@ -208,41 +222,41 @@ class VideoPredictor:
             ious = box_iou(boxes, boxes) - np.eye(len(good))
             twins = np.any(ious >= DUPLICATE_IOU, 1)
             if twins.any():
-                good, complete = [d for d, twin in zip(good, twins) if not twin], False
-        return good, complete
+                lost += [np.asarray(d.box_xywh, np.float64) for d, twin in zip(good, twins) if twin]
+                good = [d for d, twin in zip(good, twins) if not twin]
+        return good, lost
 
     def _detect(self, loaded) -> list[Detection]:
-        """This frame's detections in working pixels. Followed people only, when every one was followed, nobody was
-        lost in the last frame (whom only the detector can find again) and the periodic detection is not due; else
-        the detector's (both tile levels when the periodic detection is due, the coarse level otherwise), plus the
-        followed people it missed (no box of its overlapping theirs by IoU >= DRIFT_MIN_IOU): a walker the detector
+        """This frame's detections in working pixels. The full detector (both tile levels) when the periodic
+        detection is due; else the followed people, plus, where someone was lost or drifted in this frame or lost
+        in the last one (whom only the detector can find again), the detector on a window around each of them
+        (``search_window``), its detections added where they do not overlap a followed person's box by IoU >=
+        DRIFT_MIN_IOU. In a full detection, the followed people it missed are kept likewise: a walker the detector
         misses in one frame is still there."""
         follower = self._follower()
         if follower is None:
             self.last_detection = "full"
             return self.predictor.detect(loaded.rgb)
-        followed, complete = self._followed(follower, loaded.rgb)
-        # a person just lost (not seen in the last frame) is looked for by the detector once; after that, at the
-        # periodic detections (every frame while coasting cost 60 instead of 40 % full detections on the
-        # pedestrian video: walkers leave, and short-lived false tracks coast too)
-        just_lost = any(t.missed == 1 for t in self.tracker.tracks)
+        followed, lost = self._followed(follower, loaded.rgb)
+        # a person just lost (not seen in the last frame) is looked for once more around where they are expected;
+        # after that, at the periodic detections (searching every frame while a track coasts cost more than it
+        # found on the pedestrian video: walkers leave, and short-lived false tracks coast too)
+        lost += [t.predicted_box() * loaded.scale for t in self.tracker.tracks if t.missed == 1]
         due = self._since_full is None or self._since_full + 1 >= self.redetect_every
-        if complete and not just_lost and not due:
-            self._since_full += 1
-            self.last_detection = "followed"
-            detections = followed
+        if due:
+            self._since_full = 0
+            self.last_detection = "full"
+            detections = list(follower.detect(loaded.rgb))
         else:
-            if due:
-                self._since_full = 0
-                self.last_detection = "full"
-            else:
-                self._since_full += 1
-                self.last_detection = "coarse"
-            detections = list(follower.detect(loaded.rgb, fine=due))
-            if detections and followed:
-                ious = box_iou(np.stack([d.box_xywh for d in followed]), np.stack([d.box_xywh for d in detections]))
-                followed = [d for d, row in zip(followed, ious) if float(row.max()) < DRIFT_MIN_IOU]
-            detections += followed
+            self._since_full += 1
+            self.last_detection = "local" if lost else "followed"
+            height, width = loaded.rgb.shape[:2]
+            detections = list(follower.detect(loaded.rgb, regions=[search_window(b, width, height) for b in lost])
+                              ) if lost else []
+        if detections and followed:
+            ious = box_iou(np.stack([d.box_xywh for d in followed]), np.stack([d.box_xywh for d in detections]))
+            followed = [d for d, row in zip(followed, ious) if float(row.max()) < DRIFT_MIN_IOU]
+        detections += followed
         self._previous = [d for d in detections if d.track_roi is not None]
         return detections
 
@@ -278,4 +292,5 @@ class VideoPredictor:
         return sorted(results, key=lambda r: r.track_id)
 
 
-__all__ = ["PersonTracker", "Track", "VideoPredictor", "MAX_COST", "MAX_MISSED_FRAMES", "COAST_S", "REDETECT_S"]
+__all__ = ["PersonTracker", "Track", "VideoPredictor", "MAX_COST", "MAX_MISSED_FRAMES", "COAST_S", "REDETECT_S",
+           "search_window"]
