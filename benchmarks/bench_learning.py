@@ -2,7 +2,9 @@
 
 Trains one configuration for a budget in optimizer steps (so that a busy machine does not decide the result),
 scoring the held-out set every ``--eval-every`` steps, and reports each point as a multiple of the mean-pose
-baseline (always answering the training set's mean pose and mesh). Data: ``i2lmesh synth`` defaults (256 px,
+baseline (always answering the training set's mean pose and mesh; per point in camera space, so for bodies facing
+every way a thin, yaw-averaged one) and, for PA-MPJPE / PA-MPVPE, as a multiple of one body in the training poses'
+Procrustes mean (``*_x_procrustes_mean``: below 1 only when the limbs' pose is read from the image). Data: ``i2lmesh synth`` defaults (256 px,
 occluders, procedural backgrounds), generated once into ``--data`` if missing.
 
     # today's quickstart setting (the reference's initialisation and a constant lr 3e-4), then the fast start
@@ -108,6 +110,9 @@ def main() -> None:
             continue
         point = {"step": r["step"], **{k[4:]: round(v, 1) for k, v in r.items() if k.endswith("_mm")}}
         point.update({f"{k}_x_baseline": round(point[k] / baseline[k], 3) for k in baseline if k in point})
+        # the limbs' pose: against one body in the training poses' Procrustes mean (engine.prior.mean_pose_baseline)
+        point.update({f"{k}_x_procrustes_mean": round(point[k] / baseline[f"procrustes_mean_{k}"], 3)
+                      for k in ("pa_mpjpe_mm", "pa_mpvpe_mm") if k in point and f"procrustes_mean_{k}" in baseline})
         curve.append(point)
     train_s = [r["images_per_s"] for r in records if "images_per_s" in r]
     report = {"kind": args.kind, "steps": args.steps, "seed": args.seed, "fast": args.fast, "set": args.set,

@@ -247,3 +247,27 @@ def test_flip_pose_twice_is_identity_and_mirrors_rotations():
     np.testing.assert_allclose(axis_angle_to_matrix(flipped.reshape(2, 24, 3)[:, 0]), mirror @ r @ mirror,
                                atol=1e-12)
     np.testing.assert_allclose(flipped.reshape(2, 24, 3)[:, 1], pose.reshape(2, 24, 3)[:, 2] * [1, -1, -1])
+
+
+def test_procrustes_mean_of_moved_copies_is_the_shape_and_the_per_point_mean_is_not():
+    # 30 copies of one 12-point shape, each rotated (any direction), scaled and moved: the Procrustes mean is that
+    # shape (centred, at the copies' root-mean-square size), so its PA error to every copy is float64 noise; the
+    # per-point mean of the copies is a shrunken blur, far from every one of them.
+    from i2lmesh.geometry.procrustes import procrustes_mean
+    from i2lmesh.metrics import pa_errors
+
+    rng = np.random.default_rng(3)
+    shape = rng.normal(size=(12, 3))
+    rotations = axis_angle_to_matrix(rng.normal(size=(30, 3)) * 2.0)
+    scales = rng.uniform(0.5, 2.0, size=(30, 1, 1))
+    copies = scales * shape @ np.swapaxes(rotations, -1, -2) + rng.normal(size=(30, 1, 3))
+    mean = procrustes_mean(copies)
+    size = np.sqrt(((shape - shape.mean(0)) ** 2).sum(-1).mean())
+    assert mean.shape == (12, 3) and np.abs(mean.mean(0)).max() < 1e-12
+    assert np.sqrt((mean ** 2).sum(-1).mean()) == pytest.approx(np.sqrt((scales ** 2).mean()) * size, rel=1e-9)
+    assert pa_errors(np.repeat(mean[None], 30, 0), copies).max() < 1e-9 * 1000 * size  # mm of metre inputs
+    assert pa_errors(np.repeat(copies.mean(0)[None], 30, 0), copies).mean() > 0.2 * 1000 * size
+    # one set: itself, centred
+    np.testing.assert_allclose(procrustes_mean(copies[:1]), copies[0] - copies[0].mean(0), atol=1e-12)
+    with pytest.raises(AssertionError):
+        procrustes_mean(np.zeros((4, 2, 3)))

@@ -154,6 +154,19 @@ def test_learning_curve_is_drawn_without_matplotlib(tmp_path):
     assert "not yet" in near and "better than" not in near
     assert "the body's aligned 3D layout from" in meaning({"mpjpe_mm": 289.0, "pa_mpjpe_mm": 200.0},
                                                    {"mpjpe_mm": 290.0, "pa_mpjpe_mm": 222.0})
+    # the limbs' pose, against the Procrustes-mean body (engine.prior.mean_pose_baseline), when it is known
+    assert "limbs" not in sentence
+    body = {"mpjpe_mm": 290.0, "pa_mpjpe_mm": 222.0, "procrustes_mean_pa_mpjpe_mm": 115.0}
+    layout_only = meaning({"mpjpe_mm": 250.0, "pa_mpjpe_mm": 133.0}, body)
+    assert "1.16x" in layout_only and "not yet learned the limbs' pose" in layout_only, layout_only
+    limbs = meaning({"mpjpe_mm": 250.0, "pa_mpjpe_mm": 92.0}, body)
+    assert "0.80x" in limbs and "reads the limbs' pose" in limbs, limbs
+    # the learning curve shows that reference dotted, in the PA-MPJPE colour, on its own row of pixels
+    plain = np.asarray(Image.open(path).convert("RGB"))
+    dotted = np.asarray(Image.open(_curve_picture_pil(curve, tmp_path / "curve2.png", body)).convert("RGB"))
+    orange = np.all(dotted == (255, 127, 14), axis=-1) & ~np.all(plain == (255, 127, 14), axis=-1)
+    rows = np.nonzero(orange.sum(1) > 100)[0]
+    assert len(rows) == 1, rows
 
 
 def _side_samples(count: int, seed: int = 0):

@@ -23,6 +23,9 @@ def test_quickstart_writes_report_results_and_pictures(tmp_path, anny_body):
     bounds = pa_error_bounds_mm(ground_truth(out / "data" / "val", net))
     for key, bound in bounds.items():
         assert 0 < after[key] <= bound and 0 < baseline[key] <= bound, (key, after[key], baseline[key], bound)
+        # one body in the training poses' average articulation (their Procrustes mean), the reference for the limbs
+        body = baseline["procrustes_mean_" + key]
+        assert 0 < body <= bound, (key, body, bound)
     report = (out / "report.md").read_text()
     assert "| MPJPE |" in report and "predictions.png" in report
     # Which way the bodies face and how wide the meshes are (engine.evaluate.sides_and_width), said in the report

@@ -107,7 +107,13 @@ def mean_pose_baseline(train_set: Dataset, val_set: Dataset, regressor: np.ndarr
                        root_index: int = 0, num_samples: int = 256) -> dict[str, float]:
     """Errors (mm) on ``val_set`` of always answering the training set's mean root-relative pose: what "learning
     nothing from the image" scores. Keys mpjpe_mm, pa_mpjpe_mm, and, when both sets have meshes and ``regressor``
-    (J,V) is given, mpvpe_mm, pa_mpvpe_mm (vertices relative to the mesh's own root joint, as the evaluation)."""
+    (J,V) is given, mpvpe_mm, pa_mpvpe_mm (vertices relative to the mesh's own root joint, as the evaluation).
+    The mean is per point in camera space: the best constant answer for MPJPE, but for training poses that face
+    every way a shrunken, yaw-averaged body. So also procrustes_mean_pa_mpjpe_mm (and _pa_mpvpe_mm): PA errors of
+    always answering the training poses' generalised Procrustes mean (``geometry.procrustes.procrustes_mean``,
+    training samples with every joint valid), one body in the average articulated pose: what a network scores
+    under PA metrics that learned everything but the limbs' pose."""
+    from ..geometry.procrustes import procrustes_mean
     from ..metrics import pa_errors, point_errors_mm
 
     _, _, meta_train = collate([train_set[i] for i in sample_indices(len(train_set), num_samples)])
@@ -119,6 +125,13 @@ def mean_pose_baseline(train_set: Dataset, val_set: Dataset, regressor: np.ndarr
     pa = np.concatenate([pa_errors(mean[b][valid[b]][None], gt[b][valid[b]][None])[0] for b in range(len(gt))
                          if valid[b].sum() >= 3] or [np.array([np.nan])])
     result = {"mpjpe_mm": float(err[valid].mean()), "pa_mpjpe_mm": float(np.nanmean(pa))}
+    train_joints = meta_train["joints_cam_rel_m"].double().numpy()
+    complete = (meta_train["joints_cam_valid"].numpy() > 0).all(1)
+    if complete.any():
+        shape = procrustes_mean(train_joints[complete])
+        pa = [pa_errors(shape[valid[b]][None], gt[b][valid[b]][None])[0] for b in range(len(gt)) if valid[b].sum() >= 3]
+        if pa:
+            result["procrustes_mean_pa_mpjpe_mm"] = float(np.concatenate(pa).mean())
     if regressor is not None and "vertices_cam_m" in meta_train and "vertices_cam_m" in meta_val:
         def rooted(meta: dict) -> np.ndarray | None:
             has = meta["has_mesh"].numpy() > 0
@@ -132,6 +145,8 @@ def mean_pose_baseline(train_set: Dataset, val_set: Dataset, regressor: np.ndarr
             v_mean = v_train.mean(0, keepdims=True).repeat(len(v_val), 0)
             result["mpvpe_mm"] = float(point_errors_mm(v_mean, v_val).mean())
             result["pa_mpvpe_mm"] = float(pa_errors(v_mean, v_val).mean())
+            shape = np.repeat(procrustes_mean(v_train)[None], len(v_val), 0)
+            result["procrustes_mean_pa_mpvpe_mm"] = float(pa_errors(shape, v_val).mean())
     return result
 
 

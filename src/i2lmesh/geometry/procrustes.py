@@ -44,4 +44,30 @@ def procrustes_align(source: Array, target: Array) -> Array:
     return scale[..., None, None] * source @ np.swapaxes(rot, -1, -2) + trans[..., None, :]
 
 
-__all__ = ["similarity_transform", "procrustes_align"]
+def procrustes_mean(points: Array, iterations: int = 50, tolerance: float = 1e-9) -> np.ndarray:
+    """The generalised Procrustes mean (Gower, Psychometrika 1975) of N point sets (N, P, 3): the shape to which
+    they are, on average, closest once each is moved onto it by its best similarity transform
+    (:func:`procrustes_align`). Started from the first set; each round aligns every set to the current mean and
+    averages them, until the mean moves by less than ``tolerance`` x its size. Returned (P, 3) float64, centred at
+    the origin, with the inputs' size (the root of the mean squared distance of their points to their centroids,
+    over all sets; the input's unit). Under PA-MPJPE it is the natural "one pose for every image" reference (the per-point mean of
+    differently oriented poses is a shrunken blur of them). Raises AssertionError for anything but (N, P, 3) with
+    N >= 1, P >= 3."""
+    x = np.asarray(points, dtype=np.float64)
+    assert x.ndim == 3 and x.shape[0] >= 1 and x.shape[1] >= 3 and x.shape[2] == 3, \
+        f"expected (N, P, 3) point sets with P >= 3, got {x.shape}."
+    centred = x - x.mean(1, keepdims=True)
+    size = float(np.sqrt((centred ** 2).sum(-1).mean()))
+    mean = centred[0]
+    for _ in range(iterations):
+        new = procrustes_align(centred, np.repeat(mean[None], len(centred), 0)).mean(0)
+        new = new - new.mean(0)
+        new *= size / max(float(np.sqrt((new ** 2).sum(-1).mean())), 1e-300)
+        moved = float(np.sqrt(((new - mean) ** 2).sum(-1).mean()))
+        mean = new
+        if moved <= tolerance * size:
+            break
+    return mean
+
+
+__all__ = ["similarity_transform", "procrustes_align", "procrustes_mean"]
