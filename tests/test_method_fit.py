@@ -157,6 +157,29 @@ def test_network_plus_fit_uses_network_joints_and_keypoints(anny_body, scene):
         Predictor(net, config, net.topology, net.faces.numpy(), method="network+fit", fitter=fitter)
 
 
+def test_box_proportions_are_warned_for_the_network_crop_only(anny_body, scene, caplog):
+    # a detector's box 3x wider than tall (e.g. a lying person): fitting makes no crop and says nothing; the
+    # network's square crop of it is mostly background: network+fit warns (without asking the user for a box)
+    from i2lmesh.inference.keypoint_fit import KeypointFitter
+
+    det = scene["detections"][0]
+    x, y, w, h = det.box_xywh
+    wide = Detection(np.array([x + w / 2 - 1.5 * h, y, 3.0 * h, h]), 0.9, "mediapipe", keypoints_xy=det.keypoints_xy,
+                     keypoint_scores=det.keypoint_scores, keypoint_set="coco17")
+    fit_only = Predictor.for_fitting("body", body_model=anny_body, fit_config=SHORT)
+    with caplog.at_level("WARNING"):
+        (person,) = fit_only.predict(scene["image"], boxes=[wide], intrinsics=scene["K"])
+    assert not any("proportions" in w for w in person.warnings) and "proportions" not in caplog.text
+    net, config = _joint_net()
+    both = Predictor(net, config, net.topology, net.faces.numpy(), method="network+fit",
+                     fitter=KeypointFitter("body", "cpu", anny_body, SHORT))
+    with caplog.at_level("WARNING"):
+        (person,) = both.predict(scene["image"], boxes=[wide], intrinsics=scene["K"])
+    (warning,) = [w for w in person.warnings if "proportions" in w]
+    assert "w/h = 3.00" in warning and "network's square crop" in warning and "give a box" not in warning
+    assert "w/h = 3.00" in caplog.text
+
+
 def test_methods_and_checkpoints_are_checked(anny_body):
     with pytest.raises(BadInputError, match="method should be one of"):
         Predictor(None, None, {}, None, method="magic")

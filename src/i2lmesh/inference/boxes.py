@@ -61,18 +61,20 @@ def given_detections(boxes: Any, loaded: LoadedImage) -> list[Detection]:
     return [Detection(b * loaded.scale, 1.0, "user") for b in user_boxes(boxes, loaded.source)]
 
 
-def box_shape_warning(box_xywh: np.ndarray, kind: str) -> str | None:
+def box_shape_warning(box_xywh: np.ndarray, kind: str, user_box: bool = True) -> str | None:
     """A warning when a box's width/height is far from a person's (or hand's), else None.
 
-    The crop is made square around the box's centre (``process_bbox``), so a box much wider than a body (e.g. a
-    whole wide image) puts a small person inside mostly background, and the network's mesh is then unreliable.
-    Limits in ``PERSON_BOX_ASPECT`` (w/h)."""
+    The network's crop is made square around the box's centre (``process_bbox``), so a box much wider than a body
+    (e.g. a whole wide image) puts a small person inside mostly background, and the network's mesh is then
+    unreliable; fitting alone (method "fit") makes no crop and is not warned. Limits in ``PERSON_BOX_ASPECT`` (w/h).
+    ``user_box``: the box was given by the user (the message then asks for a box around the person)."""
     lo, hi = PERSON_BOX_ASPECT[kind]
     w, h = float(box_xywh[2]), float(box_xywh[3])
     if w <= 0 or h <= 0 or lo <= w / h <= hi:
         return None
-    return (f"box w/h = {w / h:.2f} is far from a {kind}'s proportions ({lo:g} to {hi:g}): the square crop around "
-            f"it is mostly background and the mesh may be wrong; give a box around the {kind}")
+    return (f"box w/h = {w / h:.2f} is far from a {kind}'s proportions ({lo:g} to {hi:g}): the network's square crop "
+            f"around it is mostly background and the mesh may be wrong"
+            + (f"; give a box around the {kind}" if user_box else ""))
 
 
 @dataclass

@@ -186,7 +186,8 @@ class FitStage:
         fit = residual_summary(residual, target_set.names, target_set.name, out_of_frame_names)
         fit["evaluations"] = None if result.evaluations is None else int(result.evaluations[b])
         fit["warm_start"] = crop.init is not None
-        warnings = list(crop.warnings) + (list(network.warnings) if network is not None else [])
+        # the network's result already carries the crop's warnings (said once, not twice)
+        warnings = list(network.warnings) if network is not None else list(crop.warnings)
         names = list(model.joint_set.names)
         root = int(model.joint_set.root_index)
         params = {k: v[b].detach().cpu().numpy() for k, v in result.params.items()}

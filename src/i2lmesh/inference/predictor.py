@@ -348,8 +348,9 @@ class Predictor:
                                     f"{loaded.original_size[0]}x{loaded.original_size[1]} image or is empty")
             d = depths[j] if isinstance(depths, list) else depths
             d = None if d is None else check_root_depth(d, "root_depth_m")
-            warning = box_shape_warning(det.box_xywh, self.kind)
-            if warning:
+            # the network's crop only (fitting alone makes none); said once per person in a video (its first frame)
+            warning = None if self.net is None else box_shape_warning(det.box_xywh, self.kind, det.source == "user")
+            if warning and (inits is None or inits[j] is None):
                 log.warning("%s: %s", loaded.source, warning)
             if self.net is not None:
                 img2patch, patch2img = prep.transforms(processed)
