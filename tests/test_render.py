@@ -322,3 +322,44 @@ def test_result_type():
     result = render_mesh(quad(2.5, 3.5, 10.5, 7.5, 2.0), QUAD_FACES, K, SIZE, backend="numba")
     assert isinstance(result, RenderResult)
     assert result.depth_m.dtype == np.float32 and result.mask.dtype == bool
+
+
+def test_overlay_without_people_says_so_in_the_side_view():
+    # nobody found: the side view (right of the gap) is the empty grey panel plus the message, centred; the photo
+    # half is the photo unchanged
+    from i2lmesh.render.pictures import overlay_picture
+
+    rgb = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    k_photo = np.array([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]])
+    silent = overlay_picture(rgb, [], k_photo, empty_message="")
+    said = overlay_picture(rgb, [], k_photo, empty_message="no body found")
+    assert silent.shape == said.shape == (240, 320 + 3 + 320, 3)
+    np.testing.assert_array_equal(said[:, :320], rgb)
+    grey = round(0.15 * 255)
+    assert np.all(silent[:, 323:] == grey)
+    text = np.argwhere(np.any(said[:, 323:] != grey, axis=-1))
+    assert len(text) > 100  # the letters
+    assert abs(text[:, 0].mean() - 120) < 15 and abs(text[:, 1].mean() - 160) < 30  # around the panel's centre
+
+
+@requires_gl
+def test_gl_then_roma_does_not_kill_the_process():
+    # Importing triton (torch._dynamo, hence roma, imports it) after Mesa's EGL context has loaded its LLVM killed
+    # the process with a segmentation fault (a GL overlay, then fitting); the renderer now loads triton first.
+    # A fresh interpreter, so that nothing imported earlier in this test session hides the order.
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed (the crash needs it)")
+    script = ("import numpy as np\n"
+              "from i2lmesh.render import icosphere, render_mesh\n"
+              "v, f = icosphere(2)\n"
+              "K = np.array([[100.0, 0, 16], [0, 100.0, 12], [0, 0, 1]])\n"
+              "r = render_mesh(v + [0, 0, 3], f, K, (24, 32), backend='gl')\n"
+              "import roma\n"
+              "print('covered', int(r.mask.sum()))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert int(done.stdout.split()[-1]) > 100, done.stdout

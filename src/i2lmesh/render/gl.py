@@ -55,8 +55,24 @@ void main() {
 _FLOATS_PER_VERTEX = 6  # xyz, rgb
 
 
+def _load_triton_first() -> None:
+    """Import triton (PyTorch's GPU compiler; ``torch._dynamo`` and so roma import it) before the EGL context, when
+    it is installed: importing it after Mesa's llvmpipe has loaded its LLVM kills the process with a segmentation
+    fault (measured: torch 2.14.1's triton, Mesa's EGL; e.g. a GL overlay, then fitting, which imports roma),
+    while the other order works. ~0.15 s once."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        try:
+            import triton  # noqa: F401
+        except Exception:  # noqa: BLE001 - a broken triton is torch's business, not the renderer's
+            pass
+
+
 def _create_context():
     import moderngl
+
+    _load_triton_first()
 
     try:
         return moderngl.create_context(standalone=True, backend="egl")
