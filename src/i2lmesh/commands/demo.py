@@ -171,7 +171,8 @@ def process_image(path: Path, stem: str, predictor, args, boxes) -> int:
     K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
     if not results:
         info["camera"] = {"K": np.round(K_orig, 4).tolist()}
-    _save_png(out / f"{stem}_overlay.png", overlay_picture(loaded.rgb, results, K_work, args.render_backend))
+    _save_png(out / f"{stem}_overlay.png", overlay_picture(loaded.rgb, results, K_work, args.render_backend,
+                                                           empty_message=f"no {predictor.kind} found"))
     # One object per person in the mesh files, named as the JSON's people say (mesh_name): person_0, person_1 ...
     names = person_names(len(results))
     write_results_json(out / f"{stem}.json", results, info, mesh_names=names)
@@ -217,7 +218,8 @@ def process_video(path: Path, stem: str, predictor, args, boxes, progress: bool)
             results = video(loaded, name=loaded.source)
             K_orig = results[0].K if results else predictor.default_intrinsics(loaded, args.focal)
             K_work = np.diag([loaded.scale, loaded.scale, 1.0]) @ K_orig
-            writer.write(overlay_picture(loaded.rgb, results, K_work, args.render_backend))
+            writer.write(overlay_picture(loaded.rgb, results, K_work, args.render_backend,
+                                         empty_message=f"no {predictor.kind} found"))
             info = _image_info(path, loaded, predictor)
             info.update({"frame": index, "time_s": round(time_s, 4), "smoothed": bool(args.smooth)})
             info["timings_s"] = {k: round(v, 4) for k, v in predictor.last_timings.items()}

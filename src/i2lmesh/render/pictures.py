@@ -63,10 +63,11 @@ def _render_people(vertex_sets, results, K, size_hw, backend):
 
 
 def overlay_picture(rgb: np.ndarray, results, K: np.ndarray, backend: str = "numba",
-                    max_side: int = OVERLAY_MAX_SIDE_PX) -> np.ndarray:
+                    max_side: int = OVERLAY_MAX_SIDE_PX, empty_message: str = "no person found") -> np.ndarray:
     """[image with the meshes drawn over it | side view], RGB uint8, at most ``max_side`` px on its longest side.
 
-    rgb: the image (H, W, 3) uint8 whose pixels ``K`` (3x3) refers to."""
+    rgb: the image (H, W, 3) uint8 whose pixels ``K`` (3x3) refers to. Without any result the side view says
+    ``empty_message`` (a picture that shows nothing should say why)."""
     import cv2
 
     h, w = rgb.shape[:2]
@@ -83,6 +84,11 @@ def overlay_picture(rgb: np.ndarray, results, K: np.ndarray, backend: str = "num
         photo = (1 - alpha) * photo + alpha * color
         side_color, side_mask = _side_view(results, K, (h, w), backend)
         side[side_mask] = side_color[side_mask]
+    elif empty_message:
+        scale = max(0.4, w / 640.0)
+        (tw, th), _ = cv2.getTextSize(empty_message, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.putText(side, empty_message, ((w - tw) // 2, (h + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0.85, 0.85, 0.85), max(1, round(scale)), cv2.LINE_AA)
     gap = np.ones((h, max(2, w // 100), 3), np.float32)
     return np.clip(np.rint(np.concatenate([photo, gap, side], 1) * 255), 0, 255).astype(np.uint8)
 
