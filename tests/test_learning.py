@@ -159,6 +159,9 @@ def test_learning_curve_is_drawn_without_matplotlib(tmp_path):
     body = {"mpjpe_mm": 290.0, "pa_mpjpe_mm": 222.0, "procrustes_mean_pa_mpjpe_mm": 115.0}
     layout_only = meaning({"mpjpe_mm": 250.0, "pa_mpjpe_mm": 133.0}, body)
     assert "1.16x" in layout_only and "not yet learned the limbs' pose" in layout_only, layout_only
+    assert "only the body's layout" in layout_only  # 133 / 222 = 0.60x the per-point mean: the layout is learned
+    nothing = meaning({"mpjpe_mm": 289.0, "pa_mpjpe_mm": 220.0}, body)
+    assert "not yet learned the limbs' pose" in nothing and "layout" not in nothing.split("limbs' pose:")[1], nothing
     limbs = meaning({"mpjpe_mm": 250.0, "pa_mpjpe_mm": 92.0}, body)
     assert "0.80x" in limbs and "reads the limbs' pose" in limbs, limbs
     # the learning curve shows that reference dotted, in the PA-MPJPE colour, on its own row of pixels

@@ -167,7 +167,8 @@ def meaning(after: dict, baseline: dict) -> str:
         text += (f" The limbs' pose: against one body in the training poses' average articulation (their Procrustes "
                  f"mean, PA-MPJPE {reference:.1f} mm), the network's PA-MPJPE is {limbs:.2f}x, so "
                  + ("it reads the limbs' pose from the image." if limbs < MEANINGFUL_RATIO else
-                    "it has not yet learned the limbs' pose from the image, only the body's layout."))
+                    "it has not yet learned the limbs' pose from the image"
+                    + (", only the body's layout." if ratio["pa_mpjpe_mm"] < MEANINGFUL_RATIO else ".")))
     return text
 
 
@@ -244,8 +245,8 @@ def _curve_picture(val_curve: list[dict], path: Path, baseline: dict | None = No
             ax.axhline(baseline[key[4:]], linestyle="--", color=color, alpha=0.6)
         if baseline.get("procrustes_mean_" + key[4:]) is not None:
             ax.axhline(baseline["procrustes_mean_" + key[4:]], linestyle=":", color=color, alpha=0.8)
-    ax.set(xlabel="training step", ylabel="held-out error (mm)",
-           title="learning curve (dashed: mean pose; dotted: Procrustes-mean body)")
+    ax.set(xlabel="training step", ylabel="held-out error (mm)")
+    ax.set_title("learning curve (dashed: mean pose; dotted: Procrustes-mean body)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
