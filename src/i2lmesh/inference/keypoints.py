@@ -112,6 +112,14 @@ FINE_TILE_MIN_COARSE_RATIO = 1.2
 WHOLE_IMAGE_HAND_ROTATIONS_DEG = (0, 90, 270, 180)
 # The score given to a hand found that way (no detector score exists): the presence gate's threshold.
 WHOLE_IMAGE_HAND_SCORE = 0.5
+# Bodies only: BlazePose's person detector keys on the face, so people seen from behind are often missed. OpenCV's
+# HOG pedestrian detector (inference.detect.HOGPersonDetector, ~60 ms CPU at 768x576) proposes more boxes; each one
+# that no BlazePose box overlaps by IoU >= HOG_PROPOSAL_MAX_IOU goes to the landmark model as an upright square
+# region of HOG_PROPOSAL_REGION x its longer side (what ``track`` does for a followed person), whose presence gate
+# (>= 0.5) keeps real people and drops HOG's misplaced boxes. Measured: docs/inference.md, "Detection".
+HOG_PROPOSALS = True
+HOG_PROPOSAL_MAX_IOU = 0.3
+HOG_PROPOSAL_REGION = 1.25
 
 _POSE_DETECTION_GRAPH = """
 input_stream: "image"
@@ -296,8 +304,9 @@ class MediaPipeKeypointDetector:
         max_instances. The detector runs on the whole image and, from 448 px on the longer side, on overlapping
         tiles (``_tiles``; bodies from ~720 px also on a finer level for people ~60-150 px tall): ~15 ms CPU per
         window plus ~20-30 ms per person found (768x576: 22 windows, ~0.45 s; 640x480: 7, ~0.17 s; measured in
-        docs/inference.md, "Detection"). ``regions``: (x, y, w, h) image-pixel windows to search instead (and only
-        them; clipped to the image): a video's search around a lost person (``tracking.search_window``,
+        docs/inference.md, "Detection"); bodies also from OpenCV's HOG boxes that the landmark model confirms
+        (HOG_PROPOSALS, ~60 ms). ``regions``: (x, y, w, h) image-pixel windows to search instead (and only
+        them, no HOG; clipped to the image): a video's search around a lost person (``tracking.search_window``,
         docs/fitting.md, "Video"). Raises AssertionError for anything but an (H, W, 3) uint8 array."""
         image_rgb = np.asarray(image_rgb)
         assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
@@ -329,7 +338,33 @@ class MediaPipeKeypointDetector:
             out.append(self._to_detection(float(det.score[0]), results, w, h))
         if not out and self.kind == "hand" and self.min_score <= WHOLE_IMAGE_HAND_SCORE:
             out = self._whole_image_hand(image, w, h)
+        if self.kind == "body" and windows is None and HOG_PROPOSALS:
+            out += self._hog_people(image_rgb, out)
         return _drop_duplicates(out)
+
+    def _hog_people(self, image_rgb: np.ndarray, found: list[Detection]) -> list[Detection]:
+        """People whom HOG proposes and BlazePose's detector missed (HOG_PROPOSALS), with the landmark model's
+        keypoints; [] where OpenCV has no HOG."""
+        from .detect import HOGPersonDetector, box_iou
+
+        if getattr(self, "_hog", None) is None:
+            try:
+                self._hog = HOGPersonDetector()
+            except DetectorUnavailable:
+                self._hog = False
+        if not self._hog:
+            return []
+        h, w = image_rgb.shape[:2]
+        proposals = []
+        for det in self._hog.detect(image_rgb):
+            if found and float(box_iou(np.stack([d.box_xywh for d in found]), det.box_xywh[None]).max()) \
+                    >= HOG_PROPOSAL_MAX_IOU:
+                continue
+            x, y, bw, bh = det.box_xywh
+            side = HOG_PROPOSAL_REGION * max(bw, bh)
+            proposals.append(Detection(det.box_xywh, det.score, self.name,
+                                       track_roi=((x + bw / 2) / w, (y + bh / 2) / h, side / w, side / h, 0.0)))
+        return [d for d in self._follow(image_rgb, proposals) if d is not None] if proposals else []
 
     def track(self, image_rgb: np.ndarray, previous: list[Detection]) -> list[Detection | None]:
         """Bodies only: each of ``previous`` (detections of the previous video frame, with ``track_roi``) followed
@@ -344,6 +379,10 @@ class MediaPipeKeypointDetector:
         image_rgb = np.asarray(image_rgb)
         assert image_rgb.ndim == 3 and image_rgb.shape[2] == 3 and image_rgb.dtype == np.uint8, \
             f"expected an (H, W, 3) uint8 RGB image, got {image_rgb.shape} {image_rgb.dtype}."
+        return self._follow(image_rgb, previous)
+
+    def _follow(self, image_rgb: np.ndarray, previous: list[Detection]) -> list[Detection | None]:
+        """``track``'s work (bodies; no checks): the landmark model on each detection's ``track_roi``."""
         from mediapipe.framework.formats import rect_pb2
 
         h, w = image_rgb.shape[:2]
