@@ -4,8 +4,8 @@ Trains one configuration for a budget in optimizer steps (so that a busy machine
 scoring the held-out set every ``--eval-every`` steps, and reports each point as a multiple of the mean-pose
 baseline (always answering the training set's mean pose and mesh; per point in camera space, so for bodies facing
 every way a thin, yaw-averaged one) and, for PA-MPJPE / PA-MPVPE, as a multiple of one body in the training poses'
-Procrustes mean (``*_x_procrustes_mean``: below 1 only when the limbs' pose is read from the image). Data: ``i2lmesh synth`` defaults (256 px,
-occluders, procedural backgrounds), generated once into ``--data`` if missing.
+Procrustes mean (``*_x_procrustes_mean``: below 1 only when the limbs' pose is read from the image). Data:
+``i2lmesh synth`` defaults (256 px, occluders, procedural backgrounds), generated once into ``--data`` if missing.
 
     # today's quickstart setting (the reference's initialisation and a constant lr 3e-4), then the fast start
     python benchmarks/bench_learning.py --steps 300 --set lr=3e-4 --out runs/learn-ref > ref.json

@@ -50,9 +50,9 @@ def procrustes_mean(points: Array, iterations: int = 50, tolerance: float = 1e-9
     (:func:`procrustes_align`). Started from the first set; each round aligns every set to the current mean and
     averages them, until the mean moves by less than ``tolerance`` x its size. Returned (P, 3) float64, centred at
     the origin, with the inputs' size (the root of the mean squared distance of their points to their centroids,
-    over all sets; the input's unit). Under PA-MPJPE it is the natural "one pose for every image" reference (the per-point mean of
-    differently oriented poses is a shrunken blur of them). Raises AssertionError for anything but (N, P, 3) with
-    N >= 1, P >= 3."""
+    over all sets; the input's unit). Under PA-MPJPE it is the natural "one pose for every image" reference (the
+    per-point mean of differently oriented poses is a shrunken blur of them). Raises AssertionError for anything
+    but (N, P, 3) with N >= 1, P >= 3."""
     x = np.asarray(points, dtype=np.float64)
     assert x.ndim == 3 and x.shape[0] >= 1 and x.shape[1] >= 3 and x.shape[2] == 3, \
         f"expected (N, P, 3) point sets with P >= 3, got {x.shape}."

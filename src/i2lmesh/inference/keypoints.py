@@ -281,6 +281,7 @@ class MediaPipeKeypointDetector:
                 self._landmarks = _Graph(mp, _HAND_LANDMARK_GRAPH, dict(complexity))
                 self._landmarks_roi = _Graph(mp, _HAND_LANDMARK_ROI_GRAPH, dict(complexity))
         self._timestamp = 0
+        self._hog = None  # HOG_PROPOSALS' detector, built on first use (False: OpenCV has none)
 
     def _body_side_packets(self) -> dict:
         return {"model_complexity": self._packets.create_int(1),
@@ -347,7 +348,7 @@ class MediaPipeKeypointDetector:
         keypoints; [] where OpenCV has no HOG."""
         from .detect import HOGPersonDetector, box_iou
 
-        if getattr(self, "_hog", None) is None:
+        if self._hog is None:
             try:
                 self._hog = HOGPersonDetector()
             except DetectorUnavailable:

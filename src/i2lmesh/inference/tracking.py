@@ -174,7 +174,8 @@ class VideoPredictor:
     None: whenever possible; False: the full detector on every frame). A ``predictor.detect`` replaced by the
     caller (an outside detector) is called on every frame. ``last_detection``: what the last frame ran: "full"
     (the detector, both tile levels), "local" (followed people, and the detector around those lost: a search
-    between the periodic detections), "followed" (the landmark model alone) or "boxes" (the user's). Raises what :meth:`Predictor.predict` raises."""
+    between the periodic detections), "followed" (the landmark model alone) or "boxes" (the user's). Raises what
+    :meth:`Predictor.predict` raises."""
 
     def __init__(self, predictor, fps: float = 30.0, smooth: bool = False, boxes=None, intrinsics=None,
                  root_depth_m=None, tracker: PersonTracker | None = None, follow: bool | None = None) -> None:
