@@ -275,3 +275,23 @@ def test_metrics_records_are_unchanged_in_form(tmp_path):
     keys = list(records[0])
     assert keys[:4] == ["step", "epoch", "lr", "loss"] and keys[-1] == "images_per_s" and len(keys) > 5
     assert records[0]["lr"] == 1e-3 and records[0]["images_per_s"] > 0
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_elsewhere(tmp_path, capsys, caplog, monkeypatch, terminal):
+    """Where stderr is not a terminal (a log file, CI) the progress is log lines, at most one every
+    PLAIN_PROGRESS_EVERY_S (here 0: one per step record), no carriage-return redraws; on a terminal the tqdm bar."""
+    from i2lmesh.engine import hooks as hooks_module
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    monkeypatch.setattr(hooks_module, "PLAIN_PROGRESS_EVERY_S", 0.0)
+    with caplog.at_level("INFO", logger="i2lmesh.engine.hooks"):
+        train(_cfg(tmp_path, log_every_steps=2), ToyDataset(8), net=toy_network())
+    err = capsys.readouterr().err
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: step")]
+    if terminal:
+        assert lines == [] and "\r" in err and "train:" in err
+    else:
+        assert "\r" not in err and "it/s" not in err and "step/s" not in err, err
+        # 8 samples, batch 4, 2 epochs: 4 steps, a step record every 2
+        assert [line.split(",")[0] for line in lines] == ["train: step 2/4", "train: step 4/4"], lines

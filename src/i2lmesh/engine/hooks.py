@@ -2,7 +2,7 @@
 
 ``default_hooks(cfg)`` gives, in this order (the order every point calls them in):
 
-1. :class:`ProgressHook`: the tqdm bar (steps, last loss, images/s), rank 0;
+1. :class:`ProgressHook`: the tqdm bar (steps, last loss, images/s) on a terminal, log lines elsewhere, rank 0;
 2. :class:`LoggerHook`: ``OUT/metrics.jsonl`` (+ TensorBoard) -- step records every ``log_every_steps`` and every
    record another hook writes (validation);
 3. any extra hooks you pass (after logging, before the checkpoint: their state at a step is in that step's
@@ -40,28 +40,50 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+# Without a terminal (a log file, a pipe, CI), progress is one log line at most this often instead of a bar.
+PLAIN_PROGRESS_EVERY_S = 30.0
+
+
 class ProgressHook(HookBase):
-    """A tqdm progress bar on rank 0: steps done of ``Trainer.total_steps``, with the loss and images/s of the
-    last step record (:class:`LoggerHook`)."""
+    """Progress on rank 0: on a terminal, a tqdm bar (steps done of ``Trainer.total_steps``, with the loss and
+    images/s of the last step record, :class:`LoggerHook`); where stderr is not a terminal, a log line ("train: step
+    N/T, loss, images/s") at most every PLAIN_PROGRESS_EVERY_S, so that logs get lines, not carriage-return
+    redraws."""
 
     def __init__(self) -> None:
         self.bar = None
+        self.plain = False
+        self._last_line = float("-inf")
 
     def before_train(self) -> None:
+        import sys
+
         t = self.trainer
-        if t.env.is_main:
+        if not t.env.is_main:
+            return
+        isatty = getattr(sys.stderr, "isatty", None)
+        if isatty is not None and isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=t.total_steps, initial=t.progress["step"], desc="train", unit="step",
                             dynamic_ncols=True)
+        else:
+            self.plain = True
 
     def after_step(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.bar is not None and "loss" in record and "images_per_s" in record:
+        if "loss" not in record or "images_per_s" not in record:
+            return
+        if self.bar is not None:
             self.bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
+        elif self.plain and time.monotonic() - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+            self._last_line = time.monotonic()
+            t = self.trainer
+            logger.info("train: step %d/%d, loss %.3f, %.1f images/s", record.get("step", t.progress["step"]),
+                        t.total_steps, record["loss"], record["images_per_s"])
 
     def close(self) -> None:
         if self.bar is not None:
