@@ -1,4 +1,5 @@
-"""Silencing what native libraries print straight to the process's standard error (file descriptor 2)."""
+"""The process's standard error: silencing what native libraries print straight to it (file descriptor 2), and
+whether it is a terminal (where progress bars belong)."""
 from __future__ import annotations
 
 import contextlib
@@ -32,4 +33,11 @@ def quiet_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-__all__ = ["quiet_native_stderr"]
+def stderr_is_terminal() -> bool:
+    """Whether ``sys.stderr`` is a terminal: progress bars are drawn only there (a log file, a pipe or CI gets
+    lines, not carriage-return redraws). False for a stream without ``isatty``."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+__all__ = ["quiet_native_stderr", "stderr_is_terminal"]

@@ -243,8 +243,9 @@ class _NoBar:
 def _bars_on(args) -> bool:
     """Progress bars only on a terminal: piped or redirected stderr (a log file, CI) gets the lines alone, not
     carriage-return redraws; ``--no-progress`` turns them off on a terminal too."""
-    isatty = getattr(sys.stderr, "isatty", None)
-    return not args.no_progress and bool(isatty is not None and isatty())
+    from ..native_stderr import stderr_is_terminal
+
+    return not args.no_progress and stderr_is_terminal()
 
 
 def _progress(total, desc: str, unit: str, enabled: bool, leave: bool = True):

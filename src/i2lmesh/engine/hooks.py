@@ -56,13 +56,12 @@ class ProgressHook(HookBase):
         self._last_line = float("-inf")
 
     def before_train(self) -> None:
-        import sys
+        from ..native_stderr import stderr_is_terminal
 
         t = self.trainer
         if not t.env.is_main:
             return
-        isatty = getattr(sys.stderr, "isatty", None)
-        if isatty is not None and isatty():
+        if stderr_is_terminal():
             from tqdm import tqdm
 
             self.bar = tqdm(total=t.total_steps, initial=t.progress["step"], desc="train", unit="step",
